@@ -97,7 +97,9 @@ class PostgresCluster:
         return self.password_file.read_text().strip()
 
     def timescaledb_available(self) -> bool:
-        sharedir = self._check("pg_config", "--sharedir").stdout.strip() if (self.bin_dir / "pg_config").exists() else ""
+        sharedir = (
+            self._check("pg_config", "--sharedir").stdout.strip() if (self.bin_dir / "pg_config").exists() else ""
+        )
         return bool(sharedir) and (Path(sharedir) / "extension" / "timescaledb.control").exists()
 
     def init(self) -> None:
@@ -150,7 +152,9 @@ class PostgresCluster:
     def is_running(self) -> bool:
         if not self.initialized:
             return False
-        return subprocess.run(self._cmd("pg_ctl", "-D", str(self.data_dir), "status"), capture_output=True).returncode == 0
+        return (
+            subprocess.run(self._cmd("pg_ctl", "-D", str(self.data_dir), "status"), capture_output=True).returncode == 0
+        )
 
     def postmaster_pid(self) -> int | None:
         with contextlib.suppress(OSError, ValueError, IndexError):

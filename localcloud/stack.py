@@ -103,9 +103,7 @@ def _trigger(raw: dict[str, Any], where: str) -> KinesisTrigger:
             _require(raw, "maximum_batching_window_s", where), 0, 300, f"{where}.maximum_batching_window_s"
         ),
         starting_position=position,
-        parallelization_factor=_bounded(
-            raw.get("parallelization_factor", 1), 1, 10, f"{where}.parallelization_factor"
-        ),
+        parallelization_factor=_bounded(raw.get("parallelization_factor", 1), 1, 10, f"{where}.parallelization_factor"),
         bisect_batch_on_function_error=bool(raw.get("bisect_batch_on_function_error", False)),
         # -1 means "infinite" in the AWS API, as it does here.
         maximum_retry_attempts=-1 if retries == -1 else _bounded(retries, 0, 10_000, f"{where}.maximum_retry_attempts"),
