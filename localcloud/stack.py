@@ -34,9 +34,8 @@ class KinesisTrigger:
 @dataclass(frozen=True)
 class FunctionSpec:
     key: str
-    source: Path
+    packages: tuple[Path, ...]
     handler: str
-    layers: tuple[Path, ...]
     runtime: str
     memory_mb: int
     timeout_s: int
@@ -44,6 +43,11 @@ class FunctionSpec:
     environment: dict[str, str]
     kinesis_trigger: KinesisTrigger | None = None
     schedule: str | None = None
+
+    @property
+    def code_root(self) -> Path:
+        """The folder that plays the zip's root: the packages' common parent."""
+        return self.packages[0].parent
 
 
 @dataclass(frozen=True)
@@ -116,11 +120,13 @@ def _trigger(raw: dict[str, Any], where: str) -> KinesisTrigger:
 def _function(key: str, raw: dict[str, Any], root: Path) -> FunctionSpec:
     where = f"functions.{key}"
     trigger = raw.get("kinesis_trigger")
+    packages = tuple(root / package for package in _require(raw, "packages", where))
+    if not packages or len({package.parent for package in packages}) != 1:
+        raise StackError(f"{where}.packages: list one or more packages that share one parent folder")
     return FunctionSpec(
         key=key,
-        source=root / _require(raw, "source", where),
+        packages=packages,
         handler=_require(raw, "handler", where),
-        layers=tuple(root / layer for layer in raw.get("layers", [])),
         runtime=raw.get("runtime", "python3.12"),
         memory_mb=_bounded(_require(raw, "memory_mb", where), 128, 10_240, f"{where}.memory_mb"),
         timeout_s=_bounded(_require(raw, "timeout_s", where), 1, 900, f"{where}.timeout_s"),

@@ -1,0 +1,23 @@
+"""Benchmarks: `make bench` runs every `benchmarks/bench_*.py` module's `run()`.
+
+Each `run()` returns a list of `Figure`s; the harness prints one table and writes
+`benchmarks/results/<module>.json` plus `benchmarks/results/latest.json` (all figures, with the machine).
+Figures that compare two things are measured in the same run (these machines are noisy).
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+
+
+@dataclass(frozen=True)
+class Figure:
+    benchmark: str  # what was measured, e.g. "moto PutRecords, shard pre-filled with 50k records"
+    metric: str  # e.g. "records/s"
+    value: float
+    volume: str  # the data volume it was measured on, e.g. "20,000 records x 100 B"
+    goal: str = ""  # the goal from the issue, if any, e.g. ">= 0.5x raw COPY"
+    met: bool | None = None  # whether the goal was met in this run (None when there is no goal)
+
+    def as_dict(self) -> dict:
+        return asdict(self)
