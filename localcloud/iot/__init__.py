@@ -1,0 +1,1 @@
+"""The local AWS IoT Core stand-in: IoT SQL evaluation, topic filters and the rules engine (MQTT → Kinesis)."""

@@ -1,0 +1,354 @@
+"""The local IoT rules engine: topic rules from the IoT API, MQTT in, Kinesis out, SQS error action.
+
+Rules are read with `list_topic_rules`/`get_topic_rule` from the endpoint (moto locally), where the deploy step
+created them. Each rule needs exactly one `kinesis` action ({streamName, partitionKey, roleArn}; the role is not
+checked locally) and may have an `sqs` errorAction ({queueUrl}); anything else is a load error reported by
+`reload()` and `status()`, never skipped silently. Disabled rules are loaded but not run, as on AWS.
+
+Delivery is at least once: one MQTT 5 client with a fixed client id, a persistent session (clean_start False and a
+session expiry) and QoS 1 subscriptions; each PUBLISH is acked only after every rule that selected it has put
+its record to Kinesis or performed its error action. A crash before that means the broker redelivers.
+Each topic filter is subscribed once with an MQTT 5 subscription identifier, so overlapping filters of several
+rules never double-process a message. Retained messages are not sent to the engine (AWS rules ignore them too).
+
+clientid() is the MQTT 5 user property `CLIENT_ID_PROPERTY` (last one wins), which our mosquitto plugin appends
+with the publisher's real client id (see localcloud/mqtt_broker.py); without the plugin it is Undefined unless
+the publisher sets it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import functools
+import logging
+import signal
+import threading
+import time
+from collections import Counter
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import boto3
+import paho.mqtt.client as mqtt
+from botocore.config import Config
+from paho.mqtt.enums import CallbackAPIVersion
+from paho.mqtt.packettypes import PacketTypes
+from paho.mqtt.properties import Properties
+from paho.mqtt.subscribeoptions import SubscribeOptions
+
+from localcloud.iot.forwarder import KinesisForwarder, Record
+from localcloud.iot.sql import Message, Rule, SqlEvaluationError, Template, UnsupportedSql, parse_rule, parse_template
+from localcloud.iot.topics import topic_matches
+from localcloud.mqtt_broker import CLIENT_ID_PROPERTY
+
+LOG = logging.getLogger(__name__)
+DEFAULT_CLIENT_ID = "iotkpi-rules-engine"
+
+
+class RuleLoadError(RuntimeError):
+    """One or more topic rules could not be loaded; `errors` maps rule name to reason. Valid rules still run."""
+
+    def __init__(self, errors: dict[str, str]) -> None:
+        super().__init__("; ".join(f"rule {name}: {reason}" for name, reason in sorted(errors.items())))
+        self.errors = errors
+
+
+@dataclass
+class LoadedRule:
+    name: str
+    rule: Rule
+    stream: str
+    partition_key: Template
+    error_queue_url: str | None
+    disabled: bool
+    counts: Counter = field(default_factory=Counter)
+
+
+def load_rule(name: str, payload: dict[str, Any]) -> LoadedRule:
+    """Turn a get_topic_rule()["rule"] into a runnable rule; UnsupportedSql for anything we cannot run."""
+    rule = parse_rule(payload["sql"], payload.get("awsIotSqlVersion") or "2016-03-23")
+    actions = payload.get("actions") or []
+    if len(actions) != 1 or set(actions[0]) != {"kinesis"}:
+        kinds = [next(iter(action), "?") for action in actions]
+        raise UnsupportedSql(f"the local engine runs exactly one kinesis action per rule, not {kinds}")
+    kinesis = actions[0]["kinesis"]
+    if not kinesis.get("streamName") or not kinesis.get("partitionKey"):
+        raise UnsupportedSql("the kinesis action needs streamName and partitionKey")
+    error_action = payload.get("errorAction") or {}
+    if error_action and set(error_action) != {"sqs"}:
+        raise UnsupportedSql(f"only an sqs errorAction is supported, not {sorted(error_action)}")
+    return LoadedRule(
+        name=name,
+        rule=rule,
+        stream=kinesis["streamName"],
+        partition_key=parse_template(kinesis["partitionKey"]),
+        error_queue_url=error_action["sqs"]["queueUrl"] if error_action else None,
+        disabled=bool(payload.get("ruleDisabled")),
+    )
+
+
+class RulesEngine:
+    def __init__(
+        self,
+        endpoint_url: str,
+        region: str,
+        mqtt_host: str,
+        mqtt_port: int,
+        clock: Callable[[], float] = time.time,
+        client_id: str = DEFAULT_CLIENT_ID,
+        session_expiry_s: int = 7 * 24 * 3600,
+        receive_maximum: int = 1000,
+    ) -> None:
+        config = Config(retries={"max_attempts": 1}, connect_timeout=2, read_timeout=10, max_pool_connections=4)
+        session = boto3.session.Session(region_name=region)
+        if session.get_credentials() is None:
+            # The engine only ever talks to a local endpoint; it accepts any credentials.
+            session = boto3.session.Session(
+                region_name=region,
+                aws_access_key_id="test",
+                aws_secret_access_key="test",  # noqa: S106 - a dummy for a local endpoint
+            )
+        self._iot = session.client("iot", endpoint_url=endpoint_url, config=config)
+        self._forwarder = KinesisForwarder(
+            kinesis=session.client("kinesis", endpoint_url=endpoint_url, config=config),
+            sqs=session.client("sqs", endpoint_url=endpoint_url, config=config),
+        )
+        self._clock = clock
+        self._mqtt_address = (mqtt_host, mqtt_port)
+        self._session_expiry_s = session_expiry_s
+        self._receive_maximum = receive_maximum
+        self._client = mqtt.Client(
+            CallbackAPIVersion.VERSION2, client_id=client_id, protocol=mqtt.MQTTv5, manual_ack=True
+        )
+        self._client.on_connect = self._on_connect
+        self._client.on_message = self._on_message
+        self._client.on_subscribe = self._on_subscribe
+        self._lock = threading.Lock()
+        self._rules: dict[str, LoadedRule] = {}
+        self._load_errors: dict[str, str] = {}
+        self._filter_ids: dict[str, int] = {}  # topic filter -> subscription identifier
+        self._connected = threading.Event()
+        self._unacked_subscribes: set[int] = set()
+        self._subscribed = threading.Condition()
+
+    # -- lifecycle ---------------------------------------------------------------------------------------------
+    def start(self, timeout: float = 10.0) -> None:
+        """Load rules, then connect (resuming the persistent session, whose queued messages flow at once).
+
+        Raises RuleLoadError after connecting when some rules are bad; the good ones run.
+        """
+        errors, _, _ = self._load_rules()
+        self._forwarder.start()
+        connect = Properties(PacketTypes.CONNECT)
+        connect.SessionExpiryInterval = self._session_expiry_s
+        connect.ReceiveMaximum = self._receive_maximum
+        self._client.connect(*self._mqtt_address, clean_start=False, properties=connect)
+        self._client.loop_start()
+        if not self._connected.wait(timeout):
+            self._client.loop_stop()
+            raise ConnectionError(f"MQTT broker at {self._mqtt_address} did not accept the connection")
+        self._wait_subscribed(timeout)
+        if errors:
+            raise RuleLoadError(errors)
+
+    def stop(self, drain_timeout: float = 10.0) -> None:
+        """Finish (and ack) what is in flight, then disconnect; the session and its subscriptions stay."""
+        self._forwarder.stop(drain_timeout)
+        self._client.disconnect()
+        self._client.loop_stop()
+        self._connected.clear()
+
+    def reload(self) -> None:
+        """Re-read the topic rules and (un)subscribe to match; raises RuleLoadError listing the bad ones."""
+        errors, gone, new = self._load_rules()
+        if gone:
+            self._client.unsubscribe(gone)
+        for topic_filter in new:
+            self._subscribe(topic_filter)
+        self._wait_subscribed(timeout=10.0)
+        if errors:
+            raise RuleLoadError(errors)
+
+    def _load_rules(self) -> tuple[dict[str, str], list[str], list[str]]:
+        """Read every rule; returns the load errors and the topic filters to drop and to add."""
+        rules: dict[str, LoadedRule] = {}
+        errors: dict[str, str] = {}
+        for name in self._rule_names():
+            try:
+                rules[name] = load_rule(name, self._iot.get_topic_rule(ruleName=name)["rule"])
+            except (UnsupportedSql, KeyError, TypeError) as exc:
+                errors[name] = str(exc)
+        with self._lock:
+            for name, loaded in rules.items():
+                if name in self._rules and self._rules[name].rule.sql == loaded.rule.sql:
+                    loaded.counts = self._rules[name].counts
+            self._rules, self._load_errors = rules, errors
+            wanted = {loaded.rule.topic_filter for loaded in rules.values() if not loaded.disabled}
+            gone = [topic_filter for topic_filter in self._filter_ids if topic_filter not in wanted]
+            for topic_filter in gone:
+                del self._filter_ids[topic_filter]
+            new = [topic_filter for topic_filter in sorted(wanted) if topic_filter not in self._filter_ids]
+            for topic_filter in new:
+                self._filter_ids[topic_filter] = max(self._filter_ids.values(), default=0) + 1
+        return errors, gone, new
+
+    def status(self) -> dict[str, Any]:
+        with self._lock:
+            return {
+                "connected": self._connected.is_set(),
+                "pending_records": self._forwarder.pending,
+                "load_errors": dict(self._load_errors),
+                "rules": {
+                    name: {
+                        "topic_filter": loaded.rule.topic_filter,
+                        "stream": loaded.stream,
+                        "disabled": loaded.disabled,
+                        **{key: loaded.counts[key] for key in _COUNTS},
+                    }
+                    for name, loaded in self._rules.items()
+                },
+            }
+
+    # -- MQTT side (paho's network thread) ---------------------------------------------------------------------
+    def _rule_names(self) -> list[str]:
+        names: list[str] = []
+        kwargs: dict[str, str] = {}
+        while True:
+            page = self._iot.list_topic_rules(**kwargs)
+            names += [rule["ruleName"] for rule in page.get("rules", [])]
+            if not page.get("nextToken"):
+                return names
+            kwargs = {"nextToken": page["nextToken"]}
+
+    def _subscribe(self, topic_filter: str) -> None:
+        properties = Properties(PacketTypes.SUBSCRIBE)
+        properties.SubscriptionIdentifier = self._filter_ids[topic_filter]
+        options = SubscribeOptions(qos=1, retainHandling=SubscribeOptions.RETAIN_DO_NOT_SEND)
+        with self._subscribed:
+            _, mid = self._client.subscribe(topic_filter, options=options, properties=properties)
+            if mid is not None:
+                self._unacked_subscribes.add(mid)
+
+    def _on_subscribe(self, client: mqtt.Client, userdata: Any, mid: int, reasons: Any, properties: Any) -> None:
+        for reason in reasons:
+            if reason.is_failure:
+                LOG.error("MQTT subscription %s refused: %s", mid, reason)
+        with self._subscribed:
+            self._unacked_subscribes.discard(mid)
+            self._subscribed.notify_all()
+
+    def _wait_subscribed(self, timeout: float) -> None:
+        """Block until the broker acknowledged every subscription: messages published after this reach us."""
+        with self._subscribed:
+            if not self._subscribed.wait_for(lambda: not self._unacked_subscribes, timeout):
+                raise ConnectionError(f"MQTT broker did not acknowledge subscriptions {self._unacked_subscribes}")
+
+    def _on_connect(self, client: mqtt.Client, userdata: Any, flags: Any, reason: Any, properties: Any) -> None:
+        if reason.is_failure:
+            LOG.error("MQTT connection refused: %s", reason)
+            return
+        # Subscribing again is harmless when the session kept the subscriptions, and needed when it did not.
+        with self._lock:
+            filters = list(self._filter_ids)
+        for topic_filter in filters:
+            self._subscribe(topic_filter)
+        self._connected.set()
+
+    def _on_message(self, client: mqtt.Client, userdata: Any, msg: mqtt.MQTTMessage) -> None:
+        properties = getattr(msg, "properties", None)
+        sub_ids = set(getattr(properties, "SubscriptionIdentifier", None) or [])
+        client_ids = [
+            value for key, value in getattr(properties, "UserProperty", None) or [] if key == CLIENT_ID_PROPERTY
+        ]
+        message = Message(
+            topic=msg.topic,
+            payload=msg.payload,
+            received_at_ms=int(self._clock() * 1000),
+            client_id=client_ids[-1] if client_ids else None,
+        )
+        with self._lock:
+            # A copy per matching subscription may arrive: each copy runs only the rules of its own filters. The
+            # topic check also guards against identifiers a previous run left in the persistent session.
+            filters = {topic_filter for topic_filter, sub_id in self._filter_ids.items() if sub_id in sub_ids}
+            rules = [
+                loaded
+                for loaded in self._rules.values()
+                if not loaded.disabled
+                and (loaded.rule.topic_filter in filters or not sub_ids)
+                and topic_matches(loaded.rule.topic_filter, msg.topic)
+            ]
+        selected = [(loaded, output) for loaded in rules if (output := self._evaluate(loaded, message)) is not None]
+        if not selected:
+            client.ack(msg.mid, msg.qos)
+            return
+        remaining = [len(selected)]
+
+        def done(counts: Counter, outcome: str) -> None:
+            with self._lock:
+                counts[outcome] += 1
+                remaining[0] -= 1
+                last = remaining[0] == 0
+            if last:
+                client.ack(msg.mid, msg.qos)
+
+        for loaded, output in selected:
+            self._forwarder.submit(
+                Record(
+                    rule_name=loaded.name,
+                    stream=loaded.stream,
+                    partition_key=loaded.partition_key.render(message),
+                    data=output,
+                    message=message,
+                    error_queue_url=loaded.error_queue_url,
+                    on_done=functools.partial(done, loaded.counts),
+                )
+            )
+
+    def _evaluate(self, loaded: LoadedRule, message: Message) -> bytes | None:
+        with self._lock:
+            loaded.counts["matched"] += 1
+        try:
+            output = loaded.rule.evaluate(message)
+        except SqlEvaluationError as exc:
+            LOG.warning("rule %s: message on %s not evaluated: %s", loaded.name, message.topic, exc)
+            with self._lock:
+                loaded.counts["sql_errors"] += 1
+            return None
+        if output is None:
+            with self._lock:
+                loaded.counts["filtered"] += 1
+        return output
+
+
+_COUNTS = ("matched", "filtered", "sql_errors", "forwarded", "error_action", "dropped")
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run the engine until SIGTERM/SIGINT: python -m localcloud.iot.engine --endpoint-url URL ..."""
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--endpoint-url", required=True)
+    parser.add_argument("--region", default="us-east-1")
+    parser.add_argument("--mqtt-host", default="127.0.0.1")
+    parser.add_argument("--mqtt-port", type=int, default=1883)
+    parser.add_argument("--client-id", default=DEFAULT_CLIENT_ID)
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
+    engine = RulesEngine(args.endpoint_url, args.region, args.mqtt_host, args.mqtt_port, client_id=args.client_id)
+    stop = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    signal.signal(signal.SIGINT, lambda *_: stop.set())
+    try:
+        engine.start()
+    except RuleLoadError as exc:
+        LOG.error("%s", exc)
+        engine.stop()
+        return 2
+    LOG.info("rules engine running: %s", engine.status())
+    stop.wait()
+    engine.stop()
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,165 @@
+"""The local MQTT broker: mosquitto 2.0 (OS package) with a config we write, bound to one host only.
+
+MQTT 3.1.1 and 5 on one listener, anonymous clients allowed (it listens on 127.0.0.1), persistence in the state
+dir so QoS 1 messages queued for a persistent session (the rules engine's) survive a broker restart.
+mosquitto saves its in-memory state on a clean shutdown (SIGTERM) and every `autosave_interval` seconds.
+
+clientid(): mosquitto does not tell subscribers who published a message. When gcc and the mosquitto headers
+(`apt-get install mosquitto-dev libmosquitto-dev`) exist, we build a tiny plugin (plugin API v5, MOSQ_EVT_MESSAGE)
+that appends the publisher's client id as the MQTT 5 user property `CLIENT_ID_PROPERTY` to every message; the rules
+engine reads the last such property (a publisher cannot override it: the broker's comes last). Without the plugin
+`clientid()` is Undefined unless the publisher sets that property itself.
+
+As root, mosquitto drops privileges to the `mosquitto` user; the state dir is then chowned to that user (its parent
+folders must be searchable by it, which /tmp and the repository are).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import pwd
+import shutil
+import subprocess
+from pathlib import Path
+
+from localcloud.procs import StartError, terminate_group, wait_for_port
+
+CLIENT_ID_PROPERTY = "x-iotkpi-clientid"
+RUN_USER = "mosquitto"
+
+_PLUGIN_SOURCE = r"""
+#include <stddef.h>
+#include <mosquitto.h>
+#include <mosquitto_broker.h>
+#include <mosquitto_plugin.h>
+#ifndef MQTT_PROP_USER_PROPERTY
+#define MQTT_PROP_USER_PROPERTY 38
+#endif
+static mosquitto_plugin_id_t *plugin_id;
+static int on_message(int event, void *event_data, void *userdata) {
+    struct mosquitto_evt_message *ed = event_data;
+    const char *id = mosquitto_client_id(ed->client);
+    (void)event; (void)userdata;
+    if (id == NULL) return MOSQ_ERR_SUCCESS;
+    return mosquitto_property_add_string_pair(&ed->properties, MQTT_PROP_USER_PROPERTY, "@PROPERTY@", id);
+}
+int mosquitto_plugin_version(int count, const int *versions) {
+    for (int i = 0; i < count; i++) if (versions[i] == 5) return 5;
+    return -1;
+}
+int mosquitto_plugin_init(mosquitto_plugin_id_t *identifier, void **userdata, struct mosquitto_opt *opts, int n) {
+    (void)userdata; (void)opts; (void)n;
+    plugin_id = identifier;
+    return mosquitto_callback_register(plugin_id, MOSQ_EVT_MESSAGE, on_message, NULL, NULL);
+}
+int mosquitto_plugin_cleanup(void *userdata, struct mosquitto_opt *opts, int n) {
+    (void)userdata; (void)opts; (void)n;
+    return mosquitto_callback_unregister(plugin_id, MOSQ_EVT_MESSAGE, on_message, NULL);
+}
+""".replace("@PROPERTY@", CLIENT_ID_PROPERTY)
+
+
+def find_mosquitto() -> str:
+    found = os.environ.get("MOSQUITTO_BIN") or shutil.which("mosquitto") or "/usr/sbin/mosquitto"
+    if not Path(found).is_file():
+        raise StartError("mosquitto not found: apt-get install mosquitto (or set MOSQUITTO_BIN)")
+    return found
+
+
+class MosquittoBroker:
+    """One broker whose config, persistence and plugin live in `state_dir`."""
+
+    def __init__(self, state_dir: Path, host: str = "127.0.0.1", port: int = 1883) -> None:
+        self.state_dir = state_dir
+        self.host = host
+        self.port = port
+        self.config_file = state_dir / "mosquitto.conf"
+        self.data_dir = state_dir / "data"
+        self.plugin_file = state_dir / "clientid_plugin.so"
+        self._proc: subprocess.Popen | None = None
+
+    @property
+    def url(self) -> str:
+        return f"mqtt://{self.host}:{self.port}"
+
+    def build_plugin(self) -> bool:
+        """Compile the client-id plugin once; False (and clientid() stays publisher-supplied) if we cannot."""
+        if self.plugin_file.exists():
+            return True
+        gcc = shutil.which("gcc")
+        if gcc is None or not Path("/usr/include/mosquitto_broker.h").exists():
+            return False
+        source = self.state_dir / "clientid_plugin.c"
+        source.write_text(_PLUGIN_SOURCE)
+        built = subprocess.run(
+            [gcc, "-shared", "-fPIC", "-O2", "-o", str(self.plugin_file), str(source)], capture_output=True
+        )
+        return built.returncode == 0
+
+    def prepare(self) -> None:
+        """Write the config (and build the plugin); make the state dir the run user's when we are root."""
+        self.data_dir.mkdir(parents=True, exist_ok=True)
+        lines = [
+            f"listener {self.port} {self.host}",
+            "allow_anonymous true",
+            "persistence true",
+            f"persistence_location {self.data_dir}/",
+            "autosave_interval 10",
+            # The rules engine's session may be offline for a while at 1,000 msg/s: keep its queue.
+            "max_queued_messages 1000000",
+            "set_tcp_nodelay true",
+            "log_dest stdout",
+            "log_type error",
+            "log_type warning",
+            "log_type notice",
+            "connection_messages false",
+        ]
+        if self.build_plugin():
+            lines.append(f"plugin {self.plugin_file}")
+        run_user = self._run_user()
+        if run_user:
+            lines.append(f"user {run_user}")
+        self.config_file.write_text("\n".join(lines) + "\n")
+        if run_user and run_user != "root":
+            account = pwd.getpwnam(run_user)
+            for path in (self.state_dir, self.data_dir, *self.data_dir.iterdir()):
+                os.chown(path, account.pw_uid, account.pw_gid)
+
+    @staticmethod
+    def _run_user() -> str | None:
+        if os.geteuid() != 0:
+            return None
+        try:
+            pwd.getpwnam(RUN_USER)
+        except KeyError:
+            # No unprivileged account to drop to (mosquitto refuses to start with a missing `user`): stay root.
+            return "root"
+        return RUN_USER
+
+    @property
+    def has_clientid_plugin(self) -> bool:
+        return f"plugin {self.plugin_file}" in self.config_file.read_text()
+
+    def argv(self) -> list[str]:
+        return [find_mosquitto(), "-c", str(self.config_file)]
+
+    def start(self, timeout: float = 15.0, log_file: Path | None = None) -> int:
+        """Start in the foreground of this process's control (tests, `localcloud up` uses argv()); return pid."""
+        self.prepare()
+        log = (log_file or self.state_dir / "mosquitto.log").open("ab")
+        with log:
+            self._proc = subprocess.Popen(
+                self.argv(), stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
+            )
+        wait_for_port(self.host, self.port, timeout, proc=self._proc)
+        return self._proc.pid
+
+    def stop(self, timeout: float = 10.0) -> None:
+        """SIGTERM the broker we started (it saves its persistence file), SIGKILL after `timeout`."""
+        if self._proc is None:
+            return
+        terminate_group(self._proc.pid, timeout)
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            self._proc.wait(timeout=timeout)
+        self._proc = None

@@ -1,0 +1,226 @@
+"""IoT SQL 2016-03-23 subset: parsing, evaluation and substitution templates, table-driven."""
+
+from __future__ import annotations
+
+import json
+import re
+import uuid
+from typing import Any
+
+import pytest
+
+from localcloud.iot.sql import Message, SqlEvaluationError, UnsupportedSql, parse_rule, parse_template
+
+TOPIC = "devices/dev-7/telemetry"
+PAYLOAD = {
+    "seq": 12,
+    "rss": -71,
+    "battery": 88.5,
+    "ok": True,
+    "name": "pump",
+    "gone": None,
+    "state": {"reported": {"color": "red", "level": 3}},
+    "readings": [10, 20, 30],
+    "num_text": "42",
+}
+
+
+def message(payload: Any = PAYLOAD, topic: str = TOPIC, client_id: str | None = "client-9") -> Message:
+    raw = payload if isinstance(payload, bytes) else json.dumps(payload).encode()
+    return Message(topic=topic, payload=raw, received_at_ms=1_700_000_000_123, client_id=client_id)
+
+
+def run(sql: str, msg: Message | None = None) -> Any:
+    output = parse_rule(sql).evaluate(msg or message())
+    return None if output is None else json.loads(output)
+
+
+@pytest.mark.parametrize(
+    ("select", "expected"),
+    [
+        ("*", PAYLOAD),
+        ("*, topic(2) AS device_id", {**PAYLOAD, "device_id": "dev-7"}),
+        ("*, 15 AS seq", {**PAYLOAD, "seq": 15}),
+        ("seq", {"seq": 12}),
+        ("seq AS n, name", {"n": 12, "name": "pump"}),
+        ("state.reported.color", {"color": "red"}),
+        ("state.reported.color AS c, state.reported AS r", {"c": "red", "r": {"color": "red", "level": 3}}),
+        ("readings[1] AS second, readings[9] AS missing", {"second": 20}),
+        ("nothing, state.nothing.deeper", {}),
+        ("gone", {"gone": None}),
+        (
+            "'it''s' AS s, 1.5 AS d, 2e3 AS e, true AS t, FALSE AS f, null AS z",
+            {"s": "it's", "d": 1.5, "e": 2000.0, "t": True, "f": False, "z": None},
+        ),
+        (
+            "topic() AS t, topic(1) AS a, topic(3) AS c, topic(4) AS none",
+            {"t": TOPIC, "a": "devices", "c": "telemetry"},
+        ),
+        ("timestamp() AS ts, clientid() AS cid", {"ts": 1_700_000_000_123, "cid": "client-9"}),
+        (
+            "seq + 1 AS a, seq - 2 AS b, seq * 2 AS c, seq / 5 AS d, seq % 5 AS e",
+            {"a": 13, "b": 10, "c": 24, "d": 2, "e": 2},
+        ),
+        (
+            "-7 / 2 AS d, -7 % 2 AS m, 7.0 / 2 AS f, seq / 0 AS z, 1 + 2 * 3 AS p, (1 + 2) * 3 AS q",
+            {"d": -3, "m": -1, "f": 3.5, "p": 7, "q": 9},
+        ),
+        ("num_text + 1 AS n, name + 1 AS bad, ok + 1 AS bad2, -rss AS neg", {"n": 43, "neg": 71}),
+        (
+            "seq = 12 AS a, seq <> 12 AS b, seq != 11 AS c, seq = 12.0 AS d, seq = '12' AS e",
+            {"a": True, "b": False, "c": True, "d": True},
+        ),
+        (
+            "rss < -70 AS a, rss <= -71 AS b, rss > 0 AS c, rss >= -71 AS d, num_text > 41 AS e, name > 1 AS f",
+            {"a": True, "b": True, "c": False, "d": True, "e": True},
+        ),
+        (
+            "NOT ok AS a, ok AND seq > 1 AS b, ok OR false AS c, 'TRUE' AND true AS d, seq AND true AS e",
+            {"a": False, "b": True, "c": True, "d": True},
+        ),
+        (
+            "gone IS NULL AS a, nothing IS NULL AS b, nothing IS UNDEFINED AS c, seq IS NOT NULL AS d, seq IS NOT UNDEFINED AS e",
+            {"a": True, "b": False, "c": True, "d": True, "e": True},
+        ),
+        ("state = state AS a, readings = readings AS b, readings <> state AS c", {"a": True, "b": True}),
+    ],
+)
+def test_select(select: str, expected: dict[str, Any]) -> None:
+    assert run(f"SELECT {select} FROM 'devices/+/telemetry'") == expected
+
+
+@pytest.mark.parametrize(
+    ("where", "kept"),
+    [
+        ("seq = 12", True),
+        ("seq = 13", False),
+        ("seq = '12'", False),  # different types: Undefined, which drops
+        ("name = 'pump' AND rss > -80", True),
+        ("name = 'pump' AND rss > -60", False),
+        ("name = 'x' OR (rss > -80 AND NOT ok = false)", True),
+        ("NOT (seq > 5)", False),
+        ("nothing = 1", False),
+        ("NOT nothing = 1", False),  # NOT Undefined is Undefined
+        ("nothing IS UNDEFINED", True),
+        ("gone IS NULL", True),
+        ("topic(2) = 'dev-7'", True),
+        ("seq", False),  # a number is not a boolean
+        ("'true'", True),
+        ("state.reported.level >= 3", True),
+        ("clientid() = 'client-9'", True),
+    ],
+)
+def test_where(where: str, kept: bool) -> None:
+    assert (run(f"SELECT seq FROM '#' WHERE {where}") is not None) is kept
+
+
+def test_newuuid_gives_a_fresh_uuid_per_message() -> None:
+    rule = parse_rule("SELECT newuuid() AS id FROM '#'")
+    first, second = (json.loads(rule.evaluate(message()))["id"] for _ in range(2))
+    assert first != second
+    assert uuid.UUID(first).version == 4
+
+
+def test_clientid_is_left_out_when_unknown() -> None:
+    assert run("SELECT clientid() AS c, seq FROM '#'", message(client_id=None)) == {"seq": 12}
+
+
+def test_keywords_and_functions_are_case_insensitive_where_aws_allows() -> None:
+    rule = parse_rule("select *, topic(2) as device_id from 'devices/+/telemetry' where seq is not null")
+    assert rule.topic_filter == "devices/+/telemetry"
+    assert json.loads(rule.evaluate(message()))["device_id"] == "dev-7"
+
+
+@pytest.mark.parametrize(
+    ("payload", "sql", "expected"),
+    [
+        (b"\x00\x01binary", "SELECT * FROM '#'", b"\x00\x01binary"),
+        (b"[1, 2]", "SELECT * FROM '#'", b"[1, 2]"),
+        (b"\xff\xfe", "SELECT * FROM '#' WHERE timestamp() > 0", b"\xff\xfe"),
+        (b"\xff\xfe", "SELECT * FROM '#' WHERE device_type = 'x'", None),
+        (b"not json", "SELECT topic(2) AS d FROM '#'", b'{"d":"dev-7"}'),
+        (b"", "SELECT *, topic(2) AS d FROM '#'", b'{"d":"dev-7"}'),
+    ],
+)
+def test_payloads_that_are_not_json_objects(payload: bytes, sql: str, expected: bytes | None) -> None:
+    assert parse_rule(sql).evaluate(message(payload)) == expected
+
+
+@pytest.mark.parametrize("payload", [b"not json", b"[1]", b"42", b'"text"'])
+def test_star_with_more_items_needs_a_json_object(payload: bytes) -> None:
+    with pytest.raises(SqlEvaluationError, match="JSON object"):
+        parse_rule("SELECT *, topic(2) AS d FROM '#'").evaluate(message(payload))
+
+
+@pytest.mark.parametrize(
+    ("sql", "reason"),
+    [
+        ("SELECT * FROM 'a'", None),
+        ("SELECT * FROM devices", "single-quoted topic filter"),
+        ("SELECT * FROM 'a/#/b'", "'#' must be a whole level"),
+        ("SELECT * FROM 'a+'", "'\\+' must be a whole level"),
+        ("SELECT upper(name) AS n FROM 'a'", "function upper\\(\\) is not supported"),
+        ("SELECT topic(1, 2) AS t FROM 'a'", "takes 0 to 1 arguments"),
+        ("SELECT timestamp(1) AS t FROM 'a'", "takes 0 to 0 arguments"),
+        ("SELECT * FROM 'a' JOIN 'b'", "JOIN is not supported"),
+        ("SELECT (SELECT x FROM 'b') AS y FROM 'a'", "nested SELECT"),
+        ("SELECT CASE x WHEN 1 THEN 2 END AS y FROM 'a'", "CASE is not supported"),
+        ("SELECT * FROM 'a' WHERE x IN (1, 2)", "IN is not supported"),
+        ("SELECT * FROM 'a' WHERE x LIKE 'b%'", "LIKE is not supported"),
+        ("SELECT * FROM 'a' WHERE x BETWEEN 1 AND 2", "BETWEEN is not supported"),
+        ("SELECT * FROM 'a' ORDER BY x", "ORDER is not supported"),
+        ("SELECT seq + 1 FROM 'a'", "alias"),
+        ("SELECT seq AS FROM 'a'", "alias name after AS"),
+        ("SELECT * FROM 'a' WHERE", "a value, field or function"),
+        ("SELECT * FROM 'a' WHERE x IS 3", "NULL or UNDEFINED after IS"),
+        ("SELECT * FROM 'a' WHERE (x = 1", "expected '\\)'"),
+        ("SELECT * FROM 'a' WHERE x == 1", "a value, field or function"),
+        ("SELECT * FROM 'a' WHERE x ~ 1", "unexpected character '~'"),
+        ("SELECT a. FROM 'a'", "field name after '.'"),
+        ("SELECT a[x] AS y FROM 'a'", "array index"),
+        ("SELECT * FROM 'a' extra", "end of statement"),
+        ("DELETE FROM 'a'", "expected 'SELECT'"),
+        ("SELECT * 'a'", "expected 'FROM'"),
+    ],
+)
+def test_unsupported_sql_is_rejected_at_load_time(sql: str, reason: str | None) -> None:
+    if reason is None:
+        parse_rule(sql)
+        return
+    with pytest.raises(UnsupportedSql, match=reason):
+        parse_rule(sql)
+
+
+@pytest.mark.parametrize("version", ["2015-10-08", "beta", ""])
+def test_only_sql_version_2016_03_23_is_accepted(version: str) -> None:
+    with pytest.raises(UnsupportedSql, match="awsIotSqlVersion"):
+        parse_rule("SELECT * FROM 'a'", version)
+
+
+@pytest.mark.parametrize(
+    ("template", "expected"),
+    [
+        ("${topic(2)}", "dev-7"),
+        ("${seq}", "12"),
+        ("dev-${name}-${seq}", "dev-pump-12"),
+        ("${state.reported}", '{"color":"red","level":3}'),
+        ("${nothing}", ""),
+        ("${seq + 1}/${clientid()}", "13/client-9"),
+        ("static", "static"),
+        ("", ""),
+    ],
+)
+def test_substitution_templates(template: str, expected: str) -> None:
+    assert parse_template(template).render(message()) == expected
+
+
+def test_newuuid_template_renders_a_uuid() -> None:
+    assert re.fullmatch(r"[0-9a-f-]{36}", parse_template("${newuuid()}").render(message()))
+
+
+@pytest.mark.parametrize(
+    ("template", "reason"), [("${nope()}", "nope\\(\\) is not supported"), ("${a", "unterminated"), ("${}", "a value")]
+)
+def test_bad_templates_are_rejected(template: str, reason: str) -> None:
+    with pytest.raises(UnsupportedSql, match=reason):
+        parse_template(template)
