@@ -1,0 +1,1 @@
+"""A test function for the event source mapping poller: its behaviour is set by the records it receives."""
