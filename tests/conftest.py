@@ -3,4 +3,6 @@
 pytest_plugins = [
     "tests.fixtures.aws",
     "tests.fixtures.postgres",
+    "tests.fixtures.mqtt",
+    "tests.fixtures.local_cloud",
 ]

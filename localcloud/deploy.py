@@ -1,0 +1,290 @@
+"""Deploy the stack definition to an AWS endpoint (our moto server, LocalStack, ...). Idempotent.
+
+Every step reads what exists first and creates or updates in place, so a second run changes only what the
+stack file changed and never duplicates a resource. Lambda code is an in-memory zip of the function's
+packages; the tag `localcloud:code-root` tells the local invoker which folder plays the zip root, so the
+invoker runs the working tree's code rather than unpacking zips.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import zipfile
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import boto3
+from botocore.exceptions import ClientError
+
+from localcloud.config import REPO_ROOT
+from localcloud.stack import FunctionSpec, KinesisTrigger, Stack
+
+CODE_ROOT_TAG = "localcloud:code-root"
+ROLE_SUFFIX = "local-role"
+_TRUSTED_SERVICES = ["lambda.amazonaws.com", "iot.amazonaws.com", "scheduler.amazonaws.com"]
+
+
+def aws_session(region: str) -> boto3.session.Session:
+    """A boto3 session; dummy credentials when none are configured (local endpoints accept any)."""
+    session = boto3.session.Session(region_name=region)
+    if session.get_credentials() is None:
+        session = boto3.session.Session(region_name=region, aws_access_key_id="test", aws_secret_access_key="test")  # noqa: S106
+    return session
+
+
+def queue_output_name(key: str) -> str:
+    """`ingest_dlq` → INGEST_DLQ, `rule_errors` → RULE_ERRORS_QUEUE: the prefix of its _URL/_ARN outputs."""
+    name = key.upper()
+    return name if name.endswith(("DLQ", "QUEUE")) else f"{name}_QUEUE"
+
+
+def zip_packages(packages: tuple[Path, ...]) -> bytes:
+    """The deployment package: each package folder at the zip root, without bytecode caches."""
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w", zipfile.ZIP_DEFLATED) as archive:
+        for package in packages:
+            for path in sorted(package.rglob("*")):
+                if path.is_file() and "__pycache__" not in path.parts:
+                    archive.write(path, path.relative_to(package.parent).as_posix())
+    return buffer.getvalue()
+
+
+class StackDeployer:
+    def __init__(self, stack: Stack, endpoint_url: str, region: str, database_url: str, repo_root: Path) -> None:
+        self.stack = stack
+        self.region = region
+        self.database_url = database_url
+        self.repo_root = repo_root
+        session = aws_session(region)
+        self._client: Callable[[str], Any] = lambda service: session.client(service, endpoint_url=endpoint_url)
+        self.outputs: dict[str, str] = {}
+
+    def deploy(self, progress: Callable[[str], None]) -> dict[str, str]:
+        progress("IAM role")
+        role_arn = self._role()
+        progress("Kinesis stream")
+        self._stream()
+        progress("SQS queues, S3 bucket, SNS topic")
+        self._queues()
+        self._bucket()
+        self._topic()
+        for spec in self.stack.functions.values():
+            progress(f"Lambda function {self.stack.resource_name(spec.key)}")
+            self._function(spec, role_arn)
+            if spec.kinesis_trigger:
+                self._event_source_mapping(spec, spec.kinesis_trigger)
+            if spec.schedule:
+                self._schedule(spec, role_arn)
+        if self.stack.topic_rules:
+            progress("IoT topic rules")
+        for key in self.stack.topic_rules:
+            self._topic_rule(key, role_arn)
+        return dict(self.outputs)
+
+    # -- resources ------------------------------------------------------------------------------------
+    def _role(self) -> str:
+        iam = self._client("iam")
+        name = self.stack.resource_name(ROLE_SUFFIX)
+        trust = {
+            "Version": "2012-10-17",
+            "Statement": [{"Effect": "Allow", "Principal": {"Service": _TRUSTED_SERVICES}, "Action": "sts:AssumeRole"}],
+        }
+        try:
+            arn = iam.get_role(RoleName=name)["Role"]["Arn"]
+        except iam.exceptions.NoSuchEntityException:
+            arn = iam.create_role(RoleName=name, AssumeRolePolicyDocument=json.dumps(trust))["Role"]["Arn"]
+        self.outputs["LOCAL_ROLE_ARN"] = arn
+        return arn
+
+    def _stream(self) -> None:
+        kinesis = self._client("kinesis")
+        name = self.stack.resource_name(self.stack.stream_name)
+        provisioned = self.stack.stream_mode == "PROVISIONED"
+        try:
+            summary = kinesis.describe_stream_summary(StreamName=name)["StreamDescriptionSummary"]
+        except kinesis.exceptions.ResourceNotFoundException:
+            extra = {"ShardCount": self.stack.shard_count} if provisioned else {}
+            kinesis.create_stream(StreamName=name, StreamModeDetails={"StreamMode": self.stack.stream_mode}, **extra)
+            kinesis.get_waiter("stream_exists").wait(StreamName=name, WaiterConfig={"Delay": 0.2, "MaxAttempts": 150})
+            summary = kinesis.describe_stream_summary(StreamName=name)["StreamDescriptionSummary"]
+        if provisioned and summary["OpenShardCount"] != self.stack.shard_count:
+            kinesis.update_shard_count(
+                StreamName=name, TargetShardCount=self.stack.shard_count, ScalingType="UNIFORM_SCALING"
+            )
+        retention = summary["RetentionPeriodHours"]
+        if retention < self.stack.retention_hours:
+            kinesis.increase_stream_retention_period(StreamName=name, RetentionPeriodHours=self.stack.retention_hours)
+        elif retention > self.stack.retention_hours:
+            kinesis.decrease_stream_retention_period(StreamName=name, RetentionPeriodHours=self.stack.retention_hours)
+        self.outputs["TELEMETRY_STREAM_NAME"] = name
+        self.outputs["TELEMETRY_STREAM_ARN"] = summary["StreamARN"]
+
+    def _queues(self) -> None:
+        sqs = self._client("sqs")
+        for key, settings in self.stack.queues.items():
+            name = self.stack.resource_name(key)
+            attributes = {
+                "MessageRetentionPeriod": str(settings.get("message_retention_seconds", 345_600)),
+                "VisibilityTimeout": str(settings.get("visibility_timeout_seconds", 30)),
+            }
+            try:
+                url = sqs.get_queue_url(QueueName=name)["QueueUrl"]
+                sqs.set_queue_attributes(QueueUrl=url, Attributes=attributes)
+            except sqs.exceptions.QueueDoesNotExist:
+                url = sqs.create_queue(QueueName=name, Attributes=attributes)["QueueUrl"]
+            arn = sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
+            prefix = queue_output_name(key)
+            self.outputs[f"{prefix}_URL"] = url
+            self.outputs[f"{prefix}_ARN"] = arn
+
+    def _queue(self, key: str) -> tuple[str, str]:
+        prefix = queue_output_name(key)
+        return self.outputs[f"{prefix}_URL"], self.outputs[f"{prefix}_ARN"]
+
+    def _bucket(self) -> None:
+        s3 = self._client("s3")
+        name = self.stack.resource_name(self.stack.bucket_name)
+        try:
+            s3.head_bucket(Bucket=name)
+        except ClientError:
+            location = (
+                {} if self.region == "us-east-1" else {"CreateBucketConfiguration": {"LocationConstraint": self.region}}
+            )
+            s3.create_bucket(Bucket=name, **location)
+        self.outputs["ARCHIVE_BUCKET"] = name
+
+    def _topic(self) -> None:
+        sns = self._client("sns")
+        name = self.stack.resource_name(self.stack.alerts_topic_name)
+        self.outputs["ALERTS_TOPIC_ARN"] = sns.create_topic(Name=name)["TopicArn"]  # idempotent by name
+
+    def function_environment(self, spec: FunctionSpec) -> dict[str, str]:
+        shared = {"DATABASE_URL": self.database_url}
+        for key in ("TELEMETRY_STREAM_NAME", "ARCHIVE_BUCKET", "ALERTS_TOPIC_ARN"):
+            shared[key] = self.outputs[key]
+        for key in self.stack.queues:
+            shared[f"{queue_output_name(key)}_URL"] = self._queue(key)[0]
+        return {**shared, **spec.environment}
+
+    def _function(self, spec: FunctionSpec, role_arn: str) -> None:
+        lam = self._client("lambda")
+        name = self.stack.resource_name(spec.key)
+        code = zip_packages(spec.packages)
+        root = spec.code_root.resolve()
+        code_root = (
+            root.relative_to(self.repo_root.resolve()) if root.is_relative_to(self.repo_root.resolve()) else root
+        )
+        config = {
+            "Runtime": spec.runtime,
+            "Role": role_arn,
+            "Handler": spec.handler,
+            "MemorySize": spec.memory_mb,
+            "Timeout": spec.timeout_s,
+            "Environment": {"Variables": self.function_environment(spec)},
+        }
+        try:
+            arn = lam.get_function(FunctionName=name)["Configuration"]["FunctionArn"]
+            lam.update_function_code(FunctionName=name, ZipFile=code)
+            lam.get_waiter("function_updated_v2").wait(FunctionName=name, WaiterConfig={"Delay": 1, "MaxAttempts": 60})
+            lam.update_function_configuration(FunctionName=name, **config)
+            lam.tag_resource(Resource=arn, Tags={CODE_ROOT_TAG: str(code_root)})
+        except lam.exceptions.ResourceNotFoundException:
+            arn = lam.create_function(
+                FunctionName=name, Code={"ZipFile": code}, Tags={CODE_ROOT_TAG: str(code_root)}, **config
+            )["FunctionArn"]
+        if spec.reserved_concurrency is None:
+            lam.delete_function_concurrency(FunctionName=name)
+        else:
+            lam.put_function_concurrency(FunctionName=name, ReservedConcurrentExecutions=spec.reserved_concurrency)
+        self.outputs[f"{spec.key.upper()}_FUNCTION_NAME"] = name
+        self.outputs[f"{spec.key.upper()}_FUNCTION_ARN"] = arn
+
+    def _event_source_mapping(self, spec: FunctionSpec, trigger: KinesisTrigger) -> None:
+        lam = self._client("lambda")
+        name = self.stack.resource_name(spec.key)
+        stream_arn = self.outputs["TELEMETRY_STREAM_ARN"]
+        settings: dict[str, Any] = {
+            "BatchSize": trigger.batch_size,
+            "MaximumBatchingWindowInSeconds": trigger.maximum_batching_window_s,
+            "ParallelizationFactor": trigger.parallelization_factor,
+            "BisectBatchOnFunctionError": trigger.bisect_batch_on_function_error,
+            "MaximumRetryAttempts": trigger.maximum_retry_attempts,
+            "MaximumRecordAgeInSeconds": trigger.maximum_record_age_s,
+            "FunctionResponseTypes": ["ReportBatchItemFailures"] if trigger.report_batch_item_failures else [],
+            "DestinationConfig": {"OnFailure": {}},
+        }
+        if trigger.on_failure_queue:
+            settings["DestinationConfig"] = {"OnFailure": {"Destination": self._queue(trigger.on_failure_queue)[1]}}
+        existing = lam.list_event_source_mappings(FunctionName=name, EventSourceArn=stream_arn)["EventSourceMappings"]
+        if existing:
+            uuid = existing[0]["UUID"]
+            lam.update_event_source_mapping(UUID=uuid, FunctionName=name, **settings)
+        else:
+            uuid = lam.create_event_source_mapping(
+                FunctionName=name, EventSourceArn=stream_arn, StartingPosition=trigger.starting_position, **settings
+            )["UUID"]
+        self.outputs[f"{spec.key.upper()}_EVENT_SOURCE_MAPPING_UUID"] = uuid
+
+    def _schedule(self, spec: FunctionSpec, role_arn: str) -> None:
+        scheduler = self._client("scheduler")
+        name = self.stack.resource_name(spec.key)
+        definition = {
+            "Name": name,
+            "ScheduleExpression": spec.schedule,
+            "ScheduleExpressionTimezone": "UTC",
+            "FlexibleTimeWindow": {"Mode": "OFF"},
+            "State": "ENABLED",
+            "Target": {"Arn": self.outputs[f"{spec.key.upper()}_FUNCTION_ARN"], "RoleArn": role_arn, "Input": "{}"},
+        }
+        try:
+            scheduler.get_schedule(Name=name)
+            scheduler.update_schedule(**definition)
+        except scheduler.exceptions.ResourceNotFoundException:
+            scheduler.create_schedule(**definition)
+        self.outputs[f"{spec.key.upper()}_SCHEDULE_NAME"] = name
+
+    def _topic_rule(self, key: str, role_arn: str) -> None:
+        iot = self._client("iot")
+        rule = self.stack.topic_rules[key]
+        payload: dict[str, Any] = {
+            "sql": rule.sql,
+            "description": rule.description,
+            "awsIotSqlVersion": rule.sql_version,
+            "ruleDisabled": False,
+            "actions": [
+                {
+                    "kinesis": {
+                        "streamName": self.outputs["TELEMETRY_STREAM_NAME"],
+                        "partitionKey": rule.kinesis_partition_key,
+                        "roleArn": role_arn,
+                    }
+                }
+            ],
+        }
+        if rule.error_queue:
+            payload["errorAction"] = {"sqs": {"queueUrl": self._queue(rule.error_queue)[0], "roleArn": role_arn}}
+        name = self.stack.rule_name(key)
+        try:
+            iot.get_topic_rule(ruleName=name)
+            iot.replace_topic_rule(ruleName=name, topicRulePayload=payload)
+        except ClientError as exc:
+            # AWS answers UnauthorizedException for a rule that does not exist; moto ResourceNotFound.
+            if exc.response["Error"]["Code"] not in {"ResourceNotFoundException", "UnauthorizedException"}:
+                raise
+            iot.create_topic_rule(ruleName=name, topicRulePayload=payload)
+        self.outputs[f"{key.upper()}_RULE_NAME"] = name
+
+
+def deploy_stack(
+    stack: Stack,
+    endpoint_url: str,
+    region: str,
+    *,
+    database_url: str,
+    repo_root: Path = REPO_ROOT,
+    progress: Callable[[str], None] = lambda _step: None,
+) -> dict[str, str]:
+    """Create or update every resource of `stack`; return the outputs (names, URLs, ARNs) by env-var name."""
+    return StackDeployer(stack, endpoint_url, region, database_url, repo_root).deploy(progress)

@@ -1,0 +1,210 @@
+"""The runtime: one long-running process hosting the parts of the local cloud that *execute* things.
+
+LambdaInvoker (runs handlers), EventSourceMappingPoller (Kinesis → Lambda), RulesEngine (MQTT → IoT SQL →
+Kinesis), Scheduler (EventBridge rules / Scheduler schedules → Lambda), and a control HTTP server on
+127.0.0.1:<control_port>:
+
+  GET  /status                  components, ESM positions/lag, schedules, recent invocations, rule counters
+  POST /invoke/{function}       body = the event; X-Invocation-Type RequestResponse (default) | Event | DryRun
+                                (the contract moto's patched Invoke forwards to; see moto_patches)
+  POST /schedules/{name}/fire   fire a rule or schedule now
+  POST /reload                  re-read topic rules and schedules now (after a redeploy)
+
+Run in the foreground with `python -m localcloud runtime`; `localcloud up` starts it detached.
+SIGTERM/SIGINT stop every component and exit.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import logging
+import signal
+import threading
+import urllib.parse
+from concurrent.futures import ThreadPoolExecutor
+from http import HTTPStatus
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+
+from localcloud.config import Settings
+from localcloud.esm import EventSourceMappingPoller
+from localcloud.iot.engine import RulesEngine
+from localcloud.lambdas.invoker import FunctionNotFoundError, LambdaInvoker, ThrottledError
+from localcloud.scheduler import Scheduler, UnknownScheduleError, function_name_from_arn
+
+log = logging.getLogger("localcloud.runtime")
+
+
+def invocation_response(result: Any) -> tuple[int, dict[str, str], bytes]:
+    """Status, headers and body of Lambda's Invoke for one InvocationResult."""
+    headers = {"Content-Type": "application/json", "X-Amz-Executed-Version": "$LATEST"}
+    if result.log_tail:
+        headers["X-Amz-Log-Result"] = base64.b64encode(result.log_tail.encode()[-4096:]).decode()
+    if not result.ok:
+        headers["X-Amz-Function-Error"] = "Unhandled"
+        return HTTPStatus.OK, headers, json.dumps(result.error).encode()
+    return HTTPStatus.OK, headers, json.dumps(result.payload).encode()
+
+
+def result_summary(result: Any) -> dict[str, Any]:
+    return {
+        "function": result.function_name,
+        "request_id": result.request_id,
+        "ok": result.ok,
+        "payload": result.payload,
+        "error": result.error,
+        "duration_ms": result.duration_ms,
+        "log_tail": result.log_tail,
+    }
+
+
+class Runtime:
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        endpoint, region = settings.endpoint_url, settings.region
+        self.invoker = LambdaInvoker(endpoint, region, log_dir=settings.logs_dir / "lambda")
+        self.poller = EventSourceMappingPoller(
+            endpoint, region, self.invoker, settings.state_dir / "esm-checkpoints.json"
+        )
+        self.rules_engine = RulesEngine(endpoint, region, settings.mqtt_host, settings.mqtt_port)
+        self.scheduler = Scheduler(endpoint, region, self.invoker)
+        self._async_invocations = ThreadPoolExecutor(8, thread_name_prefix="invoke-event")
+        self._server = ThreadingHTTPServer(("127.0.0.1", settings.control_port), _handler_for(self))
+        self._server.daemon_threads = True
+        self._stopped = threading.Event()
+
+    def start(self) -> None:
+        self.poller.start()
+        self.rules_engine.start()
+        self.scheduler.start()
+
+    def serve_forever(self) -> None:
+        log.info("control server on http://127.0.0.1:%d", self.settings.control_port)
+        self._server.serve_forever(poll_interval=0.2)
+
+    def stop(self) -> None:
+        """Stop taking requests, then every component (each bounded by its own timeout)."""
+        if self._stopped.is_set():
+            return
+        self._stopped.set()
+        self._server.shutdown()
+        for name, stop in (
+            ("scheduler", self.scheduler.stop),
+            ("rules engine", self.rules_engine.stop),
+            ("event source mapping poller", self.poller.stop),
+        ):
+            try:
+                stop()
+            except Exception:
+                log.exception("stopping the %s failed", name)
+        self._async_invocations.shutdown(wait=False, cancel_futures=True)
+        self.invoker.close()
+        self._server.server_close()
+
+    def reload(self) -> None:
+        self.rules_engine.reload()
+        self.scheduler.refresh()
+
+    def status(self) -> dict[str, Any]:
+        return {
+            "control_port": self.settings.control_port,
+            "endpoint_url": self.settings.endpoint_url,
+            "event_source_mappings": self.poller.status(),
+            "rules_engine": self.rules_engine.status(),
+            "schedules": self.scheduler.status(),
+            "recent_invocations": self.invoker.recent(20),
+        }
+
+    def invoke(self, function_name: str, event: Any, invocation_type: str) -> tuple[int, dict[str, str], bytes]:
+        if invocation_type == "DryRun":
+            return HTTPStatus.NO_CONTENT, {}, b""
+        if invocation_type == "Event":
+            self._async_invocations.submit(self.invoker.invoke, function_name, event)
+            return HTTPStatus.ACCEPTED, {}, b""
+        return invocation_response(self.invoker.invoke(function_name, event))
+
+
+def _handler_for(runtime: Runtime) -> type[BaseHTTPRequestHandler]:
+    class ControlHandler(BaseHTTPRequestHandler):
+        protocol_version = "HTTP/1.1"
+
+        def log_message(self, format: str, *args: Any) -> None:
+            log.debug("control: " + format, *args)
+
+        def _send(self, status: int, body: bytes = b"", headers: dict[str, str] | None = None) -> None:
+            self.send_response(status)
+            for key, value in (headers or {"Content-Type": "application/json"}).items():
+                self.send_header(key, value)
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def _json(self, status: int, document: Any) -> None:
+            self._send(status, json.dumps(document, default=str).encode())
+
+        def _path(self) -> list[str]:
+            return [urllib.parse.unquote(part) for part in urllib.parse.urlsplit(self.path).path.split("/") if part]
+
+        def do_GET(self) -> None:
+            if self._path() == ["status"]:
+                self._json(HTTPStatus.OK, runtime.status())
+            else:
+                self._json(HTTPStatus.NOT_FOUND, {"error": f"no such resource: {self.path}"})
+
+        def do_POST(self) -> None:
+            body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
+            path = self._path()
+            try:
+                if len(path) == 2 and path[0] == "invoke":
+                    self._invoke(path[1], body)
+                elif len(path) == 3 and path[0] == "schedules" and path[2] == "fire":
+                    self._json(HTTPStatus.OK, result_summary(runtime.scheduler.fire(path[1])))
+                elif path == ["reload"]:
+                    runtime.reload()
+                    self._json(HTTPStatus.OK, {"reloaded": True})
+                else:
+                    self._json(HTTPStatus.NOT_FOUND, {"error": f"no such resource: {self.path}"})
+            except FunctionNotFoundError as exc:
+                self._json(HTTPStatus.NOT_FOUND, {"errorType": "ResourceNotFoundException", "errorMessage": str(exc)})
+            except ThrottledError as exc:
+                self._json(
+                    HTTPStatus.TOO_MANY_REQUESTS, {"errorType": "TooManyRequestsException", "errorMessage": str(exc)}
+                )
+            except UnknownScheduleError as exc:
+                self._json(HTTPStatus.NOT_FOUND, {"error": f"no rule or schedule named {exc.args[0]!r}"})
+            except Exception as exc:  # the control server must answer, whatever went wrong
+                log.exception("control request %s failed", self.path)
+                self._json(HTTPStatus.INTERNAL_SERVER_ERROR, {"error": f"{type(exc).__name__}: {exc}"})
+
+        def _invoke(self, function: str, body: bytes) -> None:
+            name = function_name_from_arn(function) or function.split(":", 1)[0]
+            try:
+                event = json.loads(body) if body.strip() else {}
+            except ValueError:
+                self._json(HTTPStatus.BAD_REQUEST, {"errorType": "InvalidRequestContentException",
+                                                    "errorMessage": "Could not parse request body into json"})  # fmt: skip
+                return
+            status, headers, payload = runtime.invoke(name, event, self.headers.get("X-Invocation-Type", ""))
+            self._send(status, payload, headers)
+
+    return ControlHandler
+
+
+def main() -> None:
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    runtime = Runtime(Settings())
+    runtime.start()
+
+    def shutdown(signum: int, _frame: Any) -> None:
+        log.info("signal %d: stopping", signum)
+        # serve_forever() runs in this (main) thread: shut it down from another one.
+        threading.Thread(target=runtime.stop, name="shutdown").start()
+
+    signal.signal(signal.SIGTERM, shutdown)
+    signal.signal(signal.SIGINT, shutdown)
+    try:
+        runtime.serve_forever()
+    finally:
+        runtime.stop()
+    log.info("stopped")
