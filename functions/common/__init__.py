@@ -1,0 +1,1 @@
+"""Code shared by the iotkpi Lambda functions: configuration, database access, migrations, telemetry model."""

@@ -1,0 +1,66 @@
+"""One PostgreSQL connection per Lambda execution environment, reused across warm invocations.
+
+A transaction that fails because the connection is unusable (server restarted, network cut) closes it;
+the next transaction connects again, re-reading the configuration (and the secret) so that a failover or
+a rotated password is picked up.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Callable, Iterator
+
+import psycopg
+
+from common.config import database_conninfo
+
+CONNECT_TIMEOUT_S = 10
+
+
+class Database:
+    def __init__(self, conninfo: Callable[[], str] = database_conninfo) -> None:
+        self._conninfo = conninfo
+        self._connection: psycopg.Connection | None = None
+
+    def connection(self) -> psycopg.Connection:
+        """The open connection, or a new one when there is none or it is no longer usable."""
+        conn = self._connection
+        if conn is None or conn.closed or conn.broken:
+            self.reset()
+            conn = psycopg.connect(
+                self._conninfo(),
+                autocommit=False,
+                connect_timeout=CONNECT_TIMEOUT_S,
+                application_name="iotkpi",
+            )
+            self._connection = conn
+        return conn
+
+    def reset(self) -> None:
+        """Drop the connection; the next transaction connects again."""
+        conn, self._connection = self._connection, None
+        if conn is not None:
+            with contextlib.suppress(psycopg.Error):
+                conn.close()
+
+    @contextlib.contextmanager
+    def transaction(self) -> Iterator[psycopg.Connection]:
+        """Commit on success, roll back on error; an error that broke the connection discards it."""
+        conn = self.connection()
+        try:
+            yield conn
+            conn.commit()
+        except BaseException as exc:
+            if isinstance(exc, psycopg.OperationalError) or not _rolled_back(conn):
+                self.reset()
+            raise
+
+
+def _rolled_back(conn: psycopg.Connection) -> bool:
+    if conn.broken or conn.closed:
+        return False
+    try:
+        conn.rollback()
+    except psycopg.Error:
+        return False
+    return True
