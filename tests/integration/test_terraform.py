@@ -1,0 +1,383 @@
+"""infrastructure/terraform: parses, passes checkov, and takes every shared setting from stack.yaml.
+
+The source-of-truth tests change values in a copy of stack.yaml and check that both sides follow: the
+Terraform side by resolving the module's (parsed) references against the copy — and, where the terraform
+binary and an offline provider mirror exist, by a real `terraform plan` — and the local cloud side by
+deploying the copy to the moto server and reading every value back.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import uuid
+from pathlib import Path
+
+import hcl2
+import pytest
+import yaml
+
+from localcloud.config import REPO_ROOT
+from localcloud.deploy import deploy_stack
+from localcloud.stack import load_stack
+
+TF_DIR = REPO_ROOT / "infrastructure" / "terraform"
+STACK_FILE = REPO_ROOT / "infrastructure" / "stack.yaml"
+CHECKOV = REPO_ROOT / ".venv-checkov" / "bin" / "checkov"
+PROVIDER_MIRROR = Path(os.environ.get("IOTKPI_TF_PROVIDER_MIRROR", "/opt/tf-plugins"))
+
+# (resource type, HCL attribute, the exact expression it must be, AWS API field the local cloud reads back)
+TRIGGER_SETTINGS = [
+    ("batch_size", "each.value.kinesis_trigger.batch_size", "BatchSize"),
+    ("maximum_batching_window_in_seconds", "each.value.kinesis_trigger.maximum_batching_window_s", "MaximumBatchingWindowInSeconds"),
+    ("starting_position", "each.value.kinesis_trigger.starting_position", "StartingPosition"),
+    ("parallelization_factor", "each.value.kinesis_trigger.parallelization_factor", "ParallelizationFactor"),
+    ("bisect_batch_on_function_error", "each.value.kinesis_trigger.bisect_batch_on_function_error", "BisectBatchOnFunctionError"),
+    ("maximum_retry_attempts", "each.value.kinesis_trigger.maximum_retry_attempts", "MaximumRetryAttempts"),
+    ("maximum_record_age_in_seconds", "each.value.kinesis_trigger.maximum_record_age_s", "MaximumRecordAgeInSeconds"),
+]  # fmt: skip
+FUNCTION_SETTINGS = [
+    ("handler", "each.value.handler", "Handler"),
+    ("runtime", "each.value.runtime", "Runtime"),
+    ("memory_size", "each.value.memory_mb", "MemorySize"),
+    ("timeout", "each.value.timeout_s", "Timeout"),
+]
+ALL_SETTINGS = (
+    [("aws_lambda_event_source_mapping", "stream", attr, expr) for attr, expr, _ in TRIGGER_SETTINGS]
+    + [("aws_lambda_function", "stack", attr, expr) for attr, expr, _ in FUNCTION_SETTINGS]
+    + [
+        ("aws_lambda_event_source_mapping", "stream", "function_response_types",
+         'each.value.kinesis_trigger.report_batch_item_failures ? ["ReportBatchItemFailures"] : []'),
+        ("aws_lambda_function", "stack", "reserved_concurrent_executions", "try(each.value.reserved_concurrency, null)"),
+        ("aws_scheduler_schedule", "function", "schedule_expression", "each.value.schedule"),
+        ("aws_iot_topic_rule", "stack", "sql", 'join(" ", compact(split(" ", replace(each.value.sql, "\\n", " "))))'),
+        ("aws_iot_topic_rule", "stack", "sql_version", "each.value.sql_version"),
+        ("aws_sqs_queue", "stack", "message_retention_seconds", "each.value.message_retention_seconds"),
+        ("aws_sqs_queue", "stack", "visibility_timeout_seconds", "each.value.visibility_timeout_seconds"),
+        ("aws_kinesis_stream", "telemetry", "retention_period", "local.stack.stream.retention_hours"),
+    ]
+)  # fmt: skip
+
+
+def unquote(key: str) -> str:
+    return key.strip('"')
+
+
+def parse_module(directory: Path) -> dict[str, dict]:
+    """The module's top-level .tf files merged: {"resource": {type: {name: body}}, "locals": {...}, ...}."""
+    merged: dict[str, dict] = {"resource": {}, "data": {}, "variable": {}, "output": {}, "locals": {}}
+    for path in sorted(directory.glob("*.tf")):
+        parsed = hcl2.loads(path.read_text())
+        for block in parsed.get("locals", []):
+            merged["locals"].update({k: v for k, v in block.items() if k != "__is_block__"})
+        for kind in ("resource", "data"):
+            for block in parsed.get(kind, []):
+                for rtype, named in block.items():
+                    for name, body in named.items():
+                        merged[kind].setdefault(unquote(rtype), {})[unquote(name)] = body
+        for kind in ("variable", "output"):
+            for block in parsed.get(kind, []):
+                merged[kind].update({unquote(name): body for name, body in block.items()})
+    return merged
+
+
+@pytest.fixture(scope="module")
+def module() -> dict[str, dict]:
+    return parse_module(TF_DIR)
+
+
+@pytest.mark.parametrize("path", sorted(TF_DIR.rglob("*.tf")), ids=lambda p: p.relative_to(TF_DIR).as_posix())
+def test_every_tf_file_parses_with_python_hcl2(path):
+    assert hcl2.loads(path.read_text()), f"{path} parsed to nothing"
+
+
+def test_every_variable_has_a_description_and_a_type_and_every_output_a_description(module):
+    assert module["variable"] and module["output"]
+    for name, body in module["variable"].items():
+        assert str(body.get("description", "")).strip(), f"variable {name} has no description"
+        assert body.get("type"), f"variable {name} has no type"
+    for name, body in module["output"].items():
+        assert str(body.get("description", "")).strip(), f"output {name} has no description"
+
+
+def test_the_module_reads_the_one_stack_file_and_iterates_over_its_maps(module):
+    local, resource = module["locals"], module["resource"]
+    assert local["stack"] == '${yamldecode(file("${path.module}/../stack.yaml"))}'
+    assert (TF_DIR / ".." / "stack.yaml").resolve() == STACK_FILE.resolve()
+    assert local["functions"] == "${local.stack.functions}"
+    assert "local.functions" in local["triggered"] and "fn.kinesis_trigger" in local["triggered"]
+    assert "local.functions" in local["scheduled"] and "fn.schedule" in local["scheduled"]
+    assert resource["aws_lambda_function"]["stack"]["for_each"] == "${local.functions}"
+    assert resource["aws_lambda_event_source_mapping"]["stream"]["for_each"] == "${local.triggered}"
+    assert resource["aws_scheduler_schedule"]["function"]["for_each"] == "${local.scheduled}"
+    assert resource["aws_iot_topic_rule"]["stack"]["for_each"] == "${local.stack.topic_rules}"
+    assert resource["aws_sqs_queue"]["stack"]["for_each"] == "${local.stack.queues}"
+    kinesis_action = resource["aws_iot_topic_rule"]["stack"]["kinesis"][0]
+    assert kinesis_action["partition_key"] == "${each.value.kinesis.partition_key}"
+    environment = resource["aws_lambda_function"]["stack"]["environment"][0]["variables"]
+    assert environment == "${merge(local.common_environment, try(each.value.environment, {}))}"
+
+
+@pytest.mark.parametrize(("rtype", "name", "attribute", "expression"), ALL_SETTINGS, ids=lambda v: str(v)[:40])
+def test_each_shared_setting_is_a_reference_into_the_stack_file_not_a_literal(
+    module, rtype, name, attribute, expression
+):
+    assert module["resource"][rtype][name][attribute] == "${" + expression + "}"
+
+
+def test_the_device_policy_binds_the_topic_to_the_thing_name(module):
+    policy = module["resource"]["aws_iot_policy"]["device"]["policy"]
+    assert "$${iot:Connection.Thing.ThingName}" in policy and "iot:Connection.Thing.IsAttached" in policy
+    assert "$${iot:Connection.Thing.ThingName}" in module["locals"]["device_topics"]
+    assert "local.stack.topic_rules" in module["locals"]["device_topics"]
+
+
+# -- both sides follow a change to the one file ------------------------------------------------------------
+
+
+def changed_stack_raw() -> dict:
+    """stack.yaml with every shared setting changed, under a unique project (the moto server is shared)."""
+    raw = yaml.safe_load(STACK_FILE.read_text())
+    raw["project"] = f"sot-{uuid.uuid4().hex[:8]}"
+    raw["stream"]["retention_hours"] = 48
+    for queue in raw["queues"].values():
+        queue["visibility_timeout_seconds"] += 7
+    for rule in raw["topic_rules"].values():
+        rule["sql"] = rule["sql"] + " WHERE rss > -120"
+    # A function Terraform has never seen: scheduled, no trigger, on the first function's packages.
+    first = next(iter(raw["functions"].values()))
+    added = {k: v for k, v in first.items() if k != "kinesis_trigger"}
+    raw["functions"]["added_later"] = {**added, "schedule": "rate(11 minutes)", "access": ["bucket", "alerts_topic"]}
+    for fn in raw["functions"].values():
+        fn["memory_mb"] += 128
+        fn["timeout_s"] += 5
+        fn["environment"] = {**(fn.get("environment") or {}), "SOURCE_OF_TRUTH_PROBE": fn["handler"]}
+        fn.setdefault("schedule", "rate(7 minutes)")
+        trigger = fn.get("kinesis_trigger")
+        if trigger:
+            trigger.update(
+                batch_size=trigger["batch_size"] + 137,
+                maximum_batching_window_s=trigger["maximum_batching_window_s"] + 2,
+                parallelization_factor=3,
+                bisect_batch_on_function_error=not trigger["bisect_batch_on_function_error"],
+                maximum_retry_attempts=2,
+                maximum_record_age_s=3600,
+            )
+    return raw
+
+
+def terraform_value(expression: str, stack: dict, item: dict):
+    """What Terraform assigns for a plain reference `each.value.a.b` / `local.stack.a.b`."""
+    head, _, path = expression.partition(".value.") if expression.startswith("each.") else ("", "", "")
+    node = item if head else stack
+    if not head:
+        assert expression.startswith("local.stack.")
+        path = expression.removeprefix("local.stack.")
+    for key in path.split("."):
+        node = node[key]
+    return node
+
+
+@pytest.fixture
+def changed_stack(tmp_path) -> tuple[dict, Path]:
+    raw = changed_stack_raw()
+    path = tmp_path / "infrastructure" / "stack.yaml"
+    path.parent.mkdir(parents=True)
+    path.write_text(yaml.safe_dump(raw))
+    return raw, path
+
+
+def test_the_local_cloud_deploys_the_values_terraform_reads(module, aws_endpoint, changed_stack):
+    raw, path = changed_stack
+    functions = {
+        key: fn for key, fn in raw["functions"].items() if all((REPO_ROOT / p).is_dir() for p in fn["packages"])
+    }
+    assert functions, "no function of stack.yaml has its packages yet"
+    raw = {**raw, "functions": functions}
+    path.write_text(yaml.safe_dump(raw))
+    outputs = deploy_stack(
+        load_stack(path), aws_endpoint.url, "us-east-1", database_url="postgresql://unused@127.0.0.1:1/x"
+    )
+    lam = aws_endpoint.client("lambda")
+    for key, fn in functions.items():
+        name = f"{raw['project']}-{key}"
+        config = lam.get_function_configuration(FunctionName=name)
+        for attribute, expression, field in FUNCTION_SETTINGS:
+            assert config[field] == terraform_value(expression, raw, fn), attribute
+        assert fn["environment"].items() <= config["Environment"]["Variables"].items()
+        schedule = aws_endpoint.client("scheduler").get_schedule(Name=name)
+        assert schedule["ScheduleExpression"] == terraform_value("each.value.schedule", raw, fn)
+        if fn.get("kinesis_trigger"):
+            (mapping,) = lam.list_event_source_mappings(FunctionName=name)["EventSourceMappings"]
+            for attribute, expression, field in TRIGGER_SETTINGS:
+                assert mapping[field] == terraform_value(expression, raw, fn), attribute
+            reported = fn["kinesis_trigger"]["report_batch_item_failures"]
+            assert mapping["FunctionResponseTypes"] == (["ReportBatchItemFailures"] if reported else [])
+    iot = aws_endpoint.client("iot")
+    for key, rule in raw["topic_rules"].items():
+        deployed = iot.get_topic_rule(ruleName=f"{raw['project']}_{key}".replace("-", "_"))["rule"]
+        assert deployed["sql"] == " ".join(terraform_value("each.value.sql", raw, rule).split())
+        assert deployed["awsIotSqlVersion"] == terraform_value("each.value.sql_version", raw, rule)
+        assert deployed["actions"][0]["kinesis"]["partitionKey"] == rule["kinesis"]["partition_key"]
+    sqs = aws_endpoint.client("sqs")
+    for key, queue in raw["queues"].items():
+        url = sqs.get_queue_url(QueueName=f"{raw['project']}-{key}")["QueueUrl"]
+        attributes = sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["All"])["Attributes"]
+        assert int(attributes["VisibilityTimeout"]) == terraform_value(
+            "each.value.visibility_timeout_seconds", raw, queue
+        )
+    stream = aws_endpoint.client("kinesis").describe_stream_summary(StreamName=outputs["TELEMETRY_STREAM_NAME"])
+    assert stream["StreamDescriptionSummary"]["RetentionPeriodHours"] == terraform_value(
+        "local.stack.stream.retention_hours", raw, {}
+    )
+
+
+# -- the terraform binary (bonus: needs terraform and an offline provider mirror) ---------------------------
+
+
+def terraform_env(tmp_path: Path) -> dict[str, str]:
+    if shutil.which("terraform") is None:
+        pytest.skip("terraform is not installed")
+    if not (PROVIDER_MIRROR / "registry.terraform.io" / "hashicorp" / "aws").is_dir():
+        pytest.skip(f"no offline provider mirror at {PROVIDER_MIRROR} (set IOTKPI_TF_PROVIDER_MIRROR)")
+    rc = tmp_path / "terraformrc"
+    mirror = f'path = "{PROVIDER_MIRROR}"\n    include = ["registry.terraform.io/*/*"]'
+    rc.write_text(
+        f"provider_installation {{\n  filesystem_mirror {{\n    {mirror}\n  }}\n"
+        '  direct {\n    exclude = ["registry.terraform.io/*/*"]\n  }\n}\n'
+    )
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("AWS_", "TF_"))}
+    return {**env, "TF_CLI_CONFIG_FILE": str(rc), "TF_IN_AUTOMATION": "1", "CHECKPOINT_DISABLE": "1"}
+
+
+def terraform(args: list[str], cwd: Path, env: dict[str, str]) -> str:
+    result = subprocess.run(
+        ["terraform", *args, "-no-color"], cwd=cwd, env=env, capture_output=True, text=True, timeout=180
+    )
+    assert result.returncode == 0, f"terraform {' '.join(args)} failed:\n{result.stderr}\n{result.stdout[-3000:]}"
+    return result.stdout
+
+
+def module_copy(stack_file: Path) -> Path:
+    """The module beside `stack_file` (as in the repository), without any local Terraform state."""
+    copy = stack_file.parent / "terraform"
+    shutil.copytree(TF_DIR, copy, ignore=shutil.ignore_patterns(".terraform*", "*.tfstate*", "*_override.tf"))
+    return copy
+
+
+def test_terraform_fmt_and_validate(tmp_path):
+    env = terraform_env(tmp_path)
+    terraform(["fmt", "-check", "-recursive", str(TF_DIR)], tmp_path, env)
+    stack_file = tmp_path / "infrastructure" / "stack.yaml"
+    stack_file.parent.mkdir()
+    shutil.copy(STACK_FILE, stack_file)
+    copy = module_copy(stack_file)
+    terraform(["init", "-backend=false", "-input=false"], copy, env)
+    terraform(["validate"], copy, env)
+
+
+def test_terraform_plan_carries_a_changed_stack_file(tmp_path, aws_endpoint, changed_stack):
+    """A real plan of the module against the moto server (data sources only) with the LocalStack override."""
+    env = terraform_env(tmp_path)
+    raw, stack_file = changed_stack
+    copy = module_copy(stack_file)
+    override = (TF_DIR / "localstack" / "localstack_providers_override.tf").read_text()
+    (copy / "localstack_providers_override.tf").write_text(override.replace("http://localhost:4566", aws_endpoint.url))
+    packages = tmp_path / "zips"
+    packages.mkdir()
+    for key in raw["functions"]:
+        (packages / f"{key}.zip").write_bytes(key.encode())  # only hashed by the plan
+    terraform(["init", "-backend=false", "-input=false"], copy, env)
+    terraform(["plan", "-input=false", "-out=plan.bin", f"-var=package_dir={packages}"], copy, env)
+    plan = json.loads(terraform(["show", "-json", "plan.bin"], copy, env))
+    after = {change["address"]: change["change"]["after"] for change in plan["resource_changes"]}
+    assert 'aws_iam_role.function["added_later"]' in after
+    assert 'aws_cloudwatch_metric_alarm.function_errors["added_later"]' in after
+    assert 'aws_lambda_event_source_mapping.stream["added_later"]' not in after
+
+    for key, fn in raw["functions"].items():
+        function = after[f'aws_lambda_function.stack["{key}"]']
+        assert function["function_name"] == f"{raw['project']}-{key}"
+        for attribute, expression, _ in FUNCTION_SETTINGS:
+            assert function[attribute] == terraform_value(expression, raw, fn), attribute
+        # The environment map holds ARNs, so the plan knows it only after apply; its wiring is checked above.
+        schedule = after[f'aws_scheduler_schedule.function["{key}"]']
+        assert schedule["schedule_expression"] == fn["schedule"]
+        if fn.get("kinesis_trigger"):
+            mapping = after[f'aws_lambda_event_source_mapping.stream["{key}"]']
+            for attribute, expression, _ in TRIGGER_SETTINGS:
+                assert mapping[attribute] == terraform_value(expression, raw, fn), attribute
+    for key, rule in raw["topic_rules"].items():
+        planned = after[f'aws_iot_topic_rule.stack["{key}"]']
+        assert planned["sql"] == " ".join(rule["sql"].split())
+        assert planned["kinesis"][0]["partition_key"] == rule["kinesis"]["partition_key"] == "${topic(2)}"
+    for key, queue in raw["queues"].items():
+        planned = after[f'aws_sqs_queue.stack["{key}"]']
+        assert planned["visibility_timeout_seconds"] == queue["visibility_timeout_seconds"]
+    assert after["aws_kinesis_stream.telemetry"]["retention_period"] == raw["stream"]["retention_hours"]
+
+
+# -- checkov -------------------------------------------------------------------------------------------
+
+
+def test_checkov_finds_no_failed_check_and_every_skip_gives_a_reason(tmp_path):
+    if not CHECKOV.exists():
+        message = f"checkov is not installed at {CHECKOV} (python -m venv .venv-checkov; pip install checkov)"
+        if os.environ.get("CI"):
+            pytest.fail(message)
+        pytest.skip(message)
+    result = subprocess.run(
+        [str(CHECKOV), "--directory", str(TF_DIR), "--framework", "terraform", "--skip-download", "--output", "json"],
+        capture_output=True, text=True, timeout=240, cwd=tmp_path,
+    )  # fmt: skip
+    report = json.loads(result.stdout)
+    reports = report if isinstance(report, list) else [report]
+    failed = [c for r in reports for c in r["results"].get("failed_checks", [])]
+    assert not failed, "\n".join(f"{c['check_id']} {c['resource']} {c['file_path']}: {c['check_name']}" for c in failed)
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert all(r["summary"]["parsing_errors"] == 0 for r in reports)
+    assert sum(r["summary"]["passed"] for r in reports) > 50, "checkov scanned almost nothing"
+    for check in (c for r in reports for c in r["results"].get("skipped_checks", [])):
+        assert len(check["check_result"].get("suppress_comment", "").strip()) > 20, check["check_id"]
+
+
+# -- LocalStack: the override, the tfvars and the compose file agree ---------------------------------------
+
+SERVICE_OF_PREFIX = {
+    "aws_cloudwatch_log_": "logs", "aws_cloudwatch_metric_": "cloudwatch", "aws_iam_": "iam", "aws_iot_": "iot",
+    "aws_kinesis_": "kinesis", "aws_kms_": "kms", "aws_lambda_": "lambda", "aws_s3_": "s3", "aws_scheduler_": "scheduler",
+    "aws_secretsmanager_": "secretsmanager", "aws_sns_": "sns", "aws_sqs_": "sqs", "aws_caller_identity": "sts",
+}  # fmt: skip
+
+
+def test_the_localstack_override_has_an_endpoint_for_every_service_the_module_uses(module):
+    override = hcl2.loads((TF_DIR / "localstack" / "localstack_providers_override.tf").read_text())
+    endpoints = override["provider"][0]['"aws"']["endpoints"][0]
+    computed_locally = {"aws_iam_policy_document", "aws_partition", "aws_region"}  # no API call behind these
+    used_types = [*module["resource"], *(t for t in module["data"] if t not in computed_locally)]
+    unknown = [t for t in used_types if not any(t.startswith(prefix) for prefix in SERVICE_OF_PREFIX)]
+    assert not unknown, f"map these resource types to a service: {unknown}"
+    services = {service for t in used_types for prefix, service in SERVICE_OF_PREFIX.items() if t.startswith(prefix)}
+    assert services - set(endpoints) == set()
+    assert {unquote(url) for key, url in endpoints.items() if key != "__is_block__"} == {"http://localhost:4566"}
+
+
+def test_compose_token_network_and_database_match_the_localstack_tfvars(module):
+    compose = yaml.safe_load((REPO_ROOT / "localstack" / "docker-compose.yml").read_text())
+    parsed = hcl2.loads((TF_DIR / "localstack" / "localstack.tfvars").read_text())
+    tfvars = {key: value for key, value in parsed.items() if not key.startswith("__")}
+    assert set(tfvars) <= set(module["variable"]), "localstack.tfvars sets variables the module lacks"
+    localstack = compose["services"]["localstack"]["environment"]
+    assert localstack["LOCALSTACK_AUTH_TOKEN"].startswith("${LOCALSTACK_AUTH_TOKEN:?"), "the token comes from the env"
+    assert localstack["LAMBDA_DOCKER_NETWORK"] == compose["networks"]["default"]["name"]
+    database = compose["services"]["timescaledb"]["environment"]
+    credentials = tfvars["db_credentials"]
+    assert unquote(credentials["host"]) == "timescaledb" and credentials["port"] == 5432
+    assert tuple(unquote(credentials[key]) for key in ("username", "password", "dbname")) == (
+        database["POSTGRES_USER"], database["POSTGRES_PASSWORD"], database["POSTGRES_DB"],
+    )  # fmt: skip
+    hook = REPO_ROOT / "localstack" / "init" / "ready.d" / "10-check-services.sh"
+    assert os.access(hook, os.X_OK)
+    assert subprocess.run(["bash", "-n", str(hook)]).returncode == 0
