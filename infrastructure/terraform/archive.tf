@@ -79,9 +79,11 @@ resource "aws_s3_bucket_lifecycle_configuration" "archive" {
       storage_class = "STANDARD_IA"
     }
 
+    # Glacier Instant Retrieval: the archive function re-reads old days (restore, late readings merged into
+    # an archived day) with plain GetObject, which GLACIER/DEEP_ARCHIVE objects refuse until restored.
     transition {
       days          = var.archive_glacier_after_days
-      storage_class = "GLACIER"
+      storage_class = "GLACIER_IR"
     }
 
     noncurrent_version_expiration {

@@ -90,8 +90,9 @@ data "aws_iam_policy_document" "function" {
   dynamic "statement" {
     for_each = contains(local.access[each.key], "bucket") ? [1] : []
     content {
-      sid       = "ReadWriteArchiveObjects"
-      actions   = ["s3:PutObject", "s3:GetObject", "s3:GetObjectAttributes"]
+      sid = "ReadWriteArchiveObjects"
+      # Delete/abort: a day re-exported after late readings replaces its objects; failed multipart uploads are aborted.
+      actions   = ["s3:PutObject", "s3:GetObject", "s3:GetObjectAttributes", "s3:DeleteObject", "s3:AbortMultipartUpload"]
       resources = ["${aws_s3_bucket.archive.arn}/*"]
     }
   }

@@ -150,7 +150,7 @@ variable "archive_infrequent_access_after_days" {
 }
 
 variable "archive_glacier_after_days" {
-  description = "Move archived objects to S3 Glacier Flexible Retrieval after this many days."
+  description = "Move archived objects to S3 Glacier Instant Retrieval after this many days (still readable by restore and re-export)."
   type        = number
   default     = 90
 
