@@ -1,0 +1,291 @@
+"""The ingest handler called as Lambda calls it: Kinesis events in AWS's shape, real PostgreSQL, real moto SQS."""
+
+from __future__ import annotations
+
+import base64
+import json
+import shutil
+import tempfile
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import psycopg
+import pytest
+from common.migrations import migrate
+from ingest import handler
+
+from localcloud.postgres import PostgresCluster
+from localcloud.procs import free_port
+
+STREAM_ARN = "arn:aws:kinesis:us-east-1:123456789012:stream/iotkpi-telemetry"
+SHARD = "shardId-000000000000"
+
+
+@dataclass
+class FakeLambdaContext:
+    """What Lambda passes: the attributes powertools reads from a real LambdaContext."""
+
+    function_name: str = "iotkpi-ingest"
+    function_version: str = "$LATEST"
+    memory_limit_in_mb: int = 512
+    invoked_function_arn: str = "arn:aws:lambda:us-east-1:123456789012:function:iotkpi-ingest"
+    aws_request_id: str = "c6af9ac6-7b61-11e6-9a41-93e812345678"
+    log_group_name: str = "/aws/lambda/iotkpi-ingest"
+    log_stream_name: str = "2024/01/01/[$LATEST]abcdef"
+
+    def get_remaining_time_in_millis(self) -> int:
+        return 60_000
+
+
+class Stream:
+    """Builds Kinesis events like the event source mapping does, with increasing sequence numbers."""
+
+    def __init__(self) -> None:
+        self.next_sequence = 49_590_338_271_490_256_608_559_692_538_361_571_095_921_575_989_136_588_898
+
+    def record(self, data: bytes, partition_key: str = "dev") -> dict:
+        self.next_sequence += 1
+        sequence = str(self.next_sequence)
+        return {
+            "kinesis": {
+                "kinesisSchemaVersion": "1.0",
+                "partitionKey": partition_key,
+                "sequenceNumber": sequence,
+                "data": base64.b64encode(data).decode("ascii"),
+                "approximateArrivalTimestamp": datetime.now(UTC).timestamp(),
+            },
+            "eventSource": "aws:kinesis",
+            "eventVersion": "1.0",
+            "eventID": f"{SHARD}:{sequence}",
+            "eventName": "aws:kinesis:record",
+            "invokeIdentityArn": "arn:aws:iam::123456789012:role/iotkpi-ingest",
+            "awsRegion": "us-east-1",
+            "eventSourceARN": STREAM_ARN,
+        }
+
+
+def reading(device: str, seq: int, ts: datetime, **fields) -> bytes:
+    """A record as the IoT rule emits it: the device payload plus device_id and received_at."""
+    body = {"ts": ts.isoformat(), "seq": seq, "rss": -70.5, "battery": 88, "temperature": 21.5, **fields}
+    return json.dumps({**body, "device_id": device, "received_at": int(ts.timestamp() * 1000)}).encode()
+
+
+def event(records: list[dict]) -> dict:
+    return {"Records": records}
+
+
+def invoke(evt: dict) -> dict:
+    return handler.lambda_handler(evt, FakeLambdaContext())
+
+
+def failed_sequences(response: dict) -> list[str]:
+    return [item["itemIdentifier"] for item in response["batchItemFailures"]]
+
+
+def emitted_metrics(output: str) -> dict[str, float]:
+    """Sum of every EMF metric printed to stdout."""
+    totals: dict[str, float] = {}
+    for line in output.splitlines():
+        if '"_aws"' not in line:
+            continue
+        doc = json.loads(line)
+        for metric in doc["_aws"]["CloudWatchMetrics"][0]["Metrics"]:
+            values = doc[metric["Name"]]
+            totals[metric["Name"]] = totals.get(metric["Name"], 0) + sum(
+                values if isinstance(values, list) else [values]
+            )
+    return totals
+
+
+@pytest.fixture
+def ingest_db(database_url: str, monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
+    migrate(database_url)
+    monkeypatch.setenv("DATABASE_URL", database_url)
+    monkeypatch.delenv("INGEST_DLQ_URL", raising=False)
+    handler.database.reset()  # the module's warm connection belongs to the previous test's database
+    yield database_url
+    handler.database.reset()
+
+
+def rows(url: str, query: str, params: tuple = ()) -> list[tuple]:
+    with psycopg.connect(url) as conn:
+        return conn.execute(query, params).fetchall()
+
+
+def execute(url: str, statement: str) -> None:
+    with psycopg.connect(url) as conn:
+        conn.execute(statement)
+
+
+def test_valid_readings_land_once_with_devices_and_dirty_hours(ingest_db, capsys):
+    stream = Stream()
+    base = datetime.now(UTC).replace(minute=10, second=0, microsecond=0) - timedelta(hours=1)
+    records = [stream.record(reading("dev-a", i, base + timedelta(minutes=i * 30), extra={"x": i})) for i in range(4)]
+    records.append(stream.record(reading("dev-b", 1, base)))
+
+    response = invoke(event(records))
+
+    assert response == {"batchItemFailures": []}
+    stored = rows(ingest_db, "SELECT device_id, seq, rss, payload FROM telemetry ORDER BY device_id, seq")
+    assert [(d, s) for d, s, _, _ in stored] == [("dev-a", 0), ("dev-a", 1), ("dev-a", 2), ("dev-a", 3), ("dev-b", 1)]
+    assert stored[1][2] == pytest.approx(-70.5)
+    assert stored[1][3] == {"extra": {"x": 1}}
+    devices = rows(ingest_db, "SELECT device_id, first_seen, last_seen FROM devices ORDER BY 1")
+    assert devices == [("dev-a", base, base + timedelta(minutes=90)), ("dev-b", base, base)]
+    hours = rows(ingest_db, "SELECT device_id, hour_start FROM kpi_dirty_hours ORDER BY 1, 2")
+    first_hour = base.replace(minute=0)
+    assert hours == [("dev-a", first_hour), ("dev-a", first_hour + timedelta(hours=1)), ("dev-b", first_hour)]
+    assert emitted_metrics(capsys.readouterr().out)["Accepted"] == 5
+
+
+def test_redelivered_batch_inserts_nothing_and_counts_duplicates(ingest_db, capsys):
+    stream = Stream()
+    now = datetime.now(UTC)
+    batch = event([stream.record(reading("dev-a", i, now - timedelta(seconds=i))) for i in range(10)])
+    invoke(batch)
+    capsys.readouterr()
+    execute(ingest_db, "DELETE FROM kpi_dirty_hours")
+
+    response = invoke(batch)
+
+    assert response == {"batchItemFailures": []}
+    assert rows(ingest_db, "SELECT count(*) FROM telemetry") == [(10,)]
+    assert rows(ingest_db, "SELECT count(*) FROM kpi_dirty_hours") == [(0,)]  # duplicates dirty nothing
+    metrics = emitted_metrics(capsys.readouterr().out)
+    assert (metrics["Accepted"], metrics["Duplicates"]) == (0, 10)
+
+
+def test_poison_record_is_rejected_to_table_and_dlq_and_does_not_block(ingest_db, aws_env, monkeypatch):
+    sqs = aws_env.client("sqs")
+    queue_url = sqs.create_queue(QueueName=f"ingest-dlq-{uuid.uuid4().hex[:8]}")["QueueUrl"]
+    monkeypatch.setenv("INGEST_DLQ_URL", queue_url)
+    stream = Stream()
+    now = datetime.now(UTC)
+    poison = b'{"device_id": "dev-a", "ts": "yesterday-ish", "seq": 2, "rss": -60}'
+    records = [
+        stream.record(reading("dev-a", 1, now)),
+        stream.record(poison),
+        stream.record(reading("dev-a", 3, now + timedelta(seconds=1))),
+    ]
+
+    response = invoke(event(records))
+    invoke(event(records))  # redelivery does not duplicate the reject
+
+    assert response == {"batchItemFailures": []}
+    assert rows(ingest_db, "SELECT seq FROM telemetry ORDER BY seq") == [(1,), (3,)]
+    rejects = rows(
+        ingest_db, "SELECT shard_id, sequence_number, device_id, reason_code, reason, raw FROM ingest_rejects"
+    )
+    assert len(rejects) == 1
+    shard, sequence, device, code, reason, raw = rejects[0]
+    assert (shard, sequence, device, code, bytes(raw)) == (
+        SHARD,
+        records[1]["kinesis"]["sequenceNumber"],
+        "dev-a",
+        "bad_ts",
+        poison,
+    )
+    assert "yesterday-ish" in reason
+    messages = sqs.receive_message(QueueUrl=queue_url, MaxNumberOfMessages=10, MessageAttributeNames=["All"])[
+        "Messages"
+    ]
+    body = json.loads(messages[0]["Body"])
+    assert base64.b64decode(body["raw_base64"]) == poison
+    assert body["sequence_number"] == records[1]["kinesis"]["sequenceNumber"]
+    assert body["reason"] == reason
+    assert messages[0]["MessageAttributes"]["reason"]["StringValue"] == "bad_ts"
+
+
+def test_records_unreadable_as_json_are_rejected_under_their_partition_key(ingest_db):
+    stream = Stream()
+    oversize = json.dumps({"device_id": "dev-big", "seq": 1, "rss": -60, "pad": "x" * 140_000}).encode()
+    invoke(event([stream.record(oversize, partition_key="dev-big"), stream.record(b"\xff", partition_key="dev-bin")]))
+    assert rows(ingest_db, "SELECT device_id, reason_code FROM ingest_rejects ORDER BY id") == [
+        ("dev-big", "oversize"),
+        ("dev-bin", "invalid_utf8"),
+    ]
+
+
+def test_late_reading_gets_its_partition_created(ingest_db):
+    stream = Stream()
+    late = datetime.now(UTC) - timedelta(days=40)
+    partition = f"telemetry_p{late:%Y%m%d}"
+    assert rows(ingest_db, "SELECT to_regclass(%s)", (partition,)) == [(None,)]
+
+    response = invoke(event([stream.record(reading("dev-late", 7, late))]))
+
+    assert response == {"batchItemFailures": []}
+    assert rows(ingest_db, "SELECT tableoid::regclass::text, seq FROM telemetry") == [(partition, 7)]
+
+
+def test_row_the_database_refuses_is_rejected_and_the_rest_land(ingest_db):
+    # A constraint the validation does not know about (as a newer migration might add).
+    execute(ingest_db, "ALTER TABLE telemetry ADD CONSTRAINT rss_plausible CHECK (rss > -150)")
+    stream = Stream()
+    now = datetime.now(UTC)
+    records = [stream.record(reading("dev-a", i, now, rss=-180 if i == 1 else -60)) for i in range(3)]
+
+    response = invoke(event(records))
+
+    assert response == {"batchItemFailures": []}
+    assert rows(ingest_db, "SELECT seq FROM telemetry ORDER BY seq") == [(0,), (2,)]
+    assert rows(ingest_db, "SELECT sequence_number, reason_code FROM ingest_rejects") == [
+        (records[1]["kinesis"]["sequenceNumber"], "db_refused")
+    ]
+
+
+@pytest.fixture
+def own_cluster() -> Iterator[PostgresCluster]:
+    """A server of this test's own, so stopping it disturbs no other test."""
+    root = Path(tempfile.mkdtemp(prefix="iotkpi-ingest-fault-"))
+    root.chmod(0o755)
+    cluster = PostgresCluster(root / "pg", port=free_port())
+    cluster.init()
+    cluster.start()
+    try:
+        yield cluster
+    finally:
+        cluster.stop(mode="immediate")
+        shutil.rmtree(root, ignore_errors=True)
+
+
+def test_database_down_mid_stream_fails_the_batch_then_lands_exactly_once(own_cluster, monkeypatch):
+    url = own_cluster.create_database("ingest_fault")
+    migrate(url)
+    monkeypatch.setenv("DATABASE_URL", url)
+    handler.database.reset()
+    stream = Stream()
+    now = datetime.now(UTC)
+    first = event([stream.record(reading("dev-a", i, now - timedelta(seconds=100 - i))) for i in range(5)])
+    second = event([stream.record(reading("dev-a", i, now - timedelta(seconds=100 - i))) for i in range(5, 10)])
+    second["Records"].insert(2, stream.record(b"not json"))
+    try:
+        assert invoke(first) == {"batchItemFailures": []}
+        connection_before = handler.database.connection()
+
+        own_cluster.stop(mode="immediate")
+        response = invoke(second)
+        assert failed_sequences(response) == [r["kinesis"]["sequenceNumber"] for r in second["Records"]]
+        assert invoke(second)["batchItemFailures"]  # still down: still failed, nothing acknowledged
+
+        own_cluster.start()
+        assert invoke(second) == {"batchItemFailures": []}  # the mapping redelivers from the lowest failure
+        assert invoke(second) == {"batchItemFailures": []}  # and at-least-once may deliver it again
+    finally:
+        handler.database.reset()
+
+    assert rows(url, "SELECT seq, count(*) FROM telemetry GROUP BY seq ORDER BY seq") == [(i, 1) for i in range(10)]
+    assert rows(url, "SELECT count(*) FROM ingest_rejects") == [(1,)]
+    assert connection_before.closed
+
+
+def test_handler_module_reuses_its_connection_across_invocations(ingest_db):
+    stream = Stream()
+    now = datetime.now(UTC)
+    invoke(event([stream.record(reading("dev-a", 1, now))]))
+    backend = handler.database.connection().info.backend_pid
+    invoke(event([stream.record(reading("dev-a", 2, now))]))
+    assert handler.database.connection().info.backend_pid == backend
