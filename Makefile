@@ -9,14 +9,16 @@ CHECKOV_LOCK  := infrastructure/terraform/checkov-requirements.lock
 CHECKOV_STAMP := $(CHECKOV_VENV)/.installed-stamp
 TF_DIR := infrastructure/terraform
 
-.PHONY: help deps os-deps local-up local-down local-status local-test test lint bench package deploy clean
+.PHONY: help deps os-deps local-up local-down local-status local-test test lint bench migrate package deploy clean
 
 help:
 	@echo "make local-up     start the docker-free local cloud and deploy the stack (writes .local/env)"
 	@echo "make local-down   stop everything local-up started"
 	@echo "make local-status components, ESM positions/lag, recent invocations"
+	@echo "make local-test   the end-to-end tests only (MQTT in -> DB/S3/SNS out)"
 	@echo "make test         lint + the full test suite (unit, integration, end-to-end)"
 	@echo "make bench        benchmarks; prints a table and writes benchmarks/results/*.json"
+	@echo "make migrate      apply the schema migrations to DATABASE_URL (or the DB_SECRET_ARN secret)"
 	@echo "make package      build the Lambda zips (build/lambda/<function>.zip)"
 	@echo "make deploy       package, then terraform init + apply in $(TF_DIR) (needs terraform and AWS credentials)"
 
@@ -60,6 +62,10 @@ local-down: $(STAMP)
 local-status: $(STAMP)
 	$(BIN)/localcloud status
 
+# The end-to-end tests alone (each starts its own local cloud on free ports; a running `local-up` is not touched).
+local-test: deps
+	$(BIN)/pytest -m e2e
+
 lint: $(STAMP)
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
@@ -69,6 +75,9 @@ test: deps lint $(CHECKOV_STAMP)
 
 bench: deps
 	$(BIN)/python -m benchmarks
+
+migrate: $(STAMP)
+	cd functions && ../$(BIN)/python -m common.migrations
 
 package: $(STAMP)
 	$(BIN)/python -m localcloud.package --out build/lambda

@@ -7,6 +7,9 @@
   deploy    redeploy the stack (and make the runtime re-read rules and schedules)
   fire      fire a schedule now
   invoke    invoke a function through the runtime; prints the result or error and the log tail
+  restore   load an archived day back from S3 into the database
+  simulate  publish a simulated fleet's telemetry over the broker (seeded, with faults on demand)
+  kpis      print the fleet KPI summary table
   runtime   run the runtime in the foreground (what `up` starts detached)
 
 Every port and the state dir come from environment variables (see localcloud.config.Settings).
@@ -140,13 +143,8 @@ def run_migrations(database_url: str) -> None:
     functions_dir = str(REPO_ROOT / "functions")
     if functions_dir not in sys.path:
         sys.path.insert(0, functions_dir)
-    try:
-        from common.migrations import migrate  # type: ignore[import-not-found]
-    except ModuleNotFoundError as exc:
-        if exc.name not in {"common", "common.migrations"}:
-            raise
-        step("migrations: functions/common/migrations not present yet, skipped")
-        return
+    from common.migrations import migrate  # functions/ is the code root, as in Lambda
+
     applied = migrate(database_url)
     step(f"migrations: {len(applied)} applied" + (f" ({', '.join(applied)})" if applied else ", schema up to date"))
 
@@ -199,7 +197,7 @@ def cmd_up(settings: Settings, _args: argparse.Namespace) -> None:
         from localcloud.mqtt_broker import MosquittoBroker
 
         broker_dir = settings.state_dir / "mosquitto"
-        run_user = MosquittoBroker._run_user()
+        run_user = MosquittoBroker.run_user()
         if run_user not in {None, "root"} and not _reachable(run_user, settings.state_dir):
             broker_dir = server_dir(settings, "mqtt", run_user)
         broker = MosquittoBroker(broker_dir, mqtt_host, mqtt_port)
@@ -336,6 +334,29 @@ def _print_result(ok: bool, document: Any, log_tail: str) -> None:
         print("--- log tail ---\n" + log_tail.rstrip())
 
 
+def cmd_restore(settings: Settings, args: argparse.Namespace) -> None:
+    argv = ["--day", args.day] + (["--bucket", args.bucket] if args.bucket else [])
+    raise SystemExit(run_function_module(settings, "archive.restore", argv))
+
+
+def run_function_module(settings: Settings, module: str, argv: list[str]) -> int:
+    """Run a functions/ module (functions/ is the code root, as in Lambda) with the local cloud's settings."""
+    env = {**os.environ, **read_env_file(settings.env_file)} if settings.env_file.exists() else dict(os.environ)
+    return subprocess.run([sys.executable, "-m", module, *argv], cwd=REPO_ROOT / "functions", env=env).returncode
+
+
+def cmd_simulate(_settings: Settings, args: argparse.Namespace) -> None:
+    from localcloud.simulator.cli import run
+
+    raise SystemExit(run(args))
+
+
+def cmd_kpis(_settings: Settings, args: argparse.Namespace) -> None:
+    from localcloud.kpi_report import run
+
+    raise SystemExit(run(args))
+
+
 def cmd_runtime(_settings: Settings, _args: argparse.Namespace) -> None:
     from localcloud.runtime import main as runtime_main
 
@@ -358,7 +379,20 @@ def main(argv: list[str] | None = None) -> None:
     invoke.add_argument("function")
     invoke.add_argument("event", nargs="?", help="the event as JSON (default {})")
     invoke.set_defaults(func=cmd_invoke)
+    restore = commands.add_parser("restore", help="load an archived day back into the database")
+    restore.add_argument("--day", required=True, help="the UTC day, YYYY-MM-DD")
+    restore.add_argument("--bucket", help="archive bucket (default: ARCHIVE_BUCKET from the env file)")
+    restore.set_defaults(func=cmd_restore)
     commands.add_parser("runtime", help="run the runtime in the foreground").set_defaults(func=cmd_runtime)
+    from localcloud.kpi_report import add_arguments as kpi_arguments
+    from localcloud.simulator.cli import add_arguments as simulator_arguments
+
+    simulate = commands.add_parser("simulate", help="send a simulated fleet's telemetry over the local broker")
+    simulator_arguments(simulate)
+    simulate.set_defaults(func=cmd_simulate)
+    kpis = commands.add_parser("kpis", help="print the fleet KPI summary table")
+    kpi_arguments(kpis)
+    kpis.set_defaults(func=cmd_kpis)
     args = parser.parse_args(argv)
     try:
         args.func(Settings(), args)

@@ -117,7 +117,7 @@ class MosquittoBroker:
         ]
         if self.build_plugin():
             lines.append(f"plugin {self.plugin_file}")
-        run_user = self._run_user()
+        run_user = self.run_user()
         if run_user:
             lines.append(f"user {run_user}")
         self.config_file.write_text("\n".join(lines) + "\n")
@@ -127,7 +127,7 @@ class MosquittoBroker:
                 os.chown(path, account.pw_uid, account.pw_gid)
 
     @staticmethod
-    def _run_user() -> str | None:
+    def run_user() -> str | None:
         if os.geteuid() != 0:
             return None
         try:
