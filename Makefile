@@ -53,8 +53,11 @@ os-deps: $(STAMP)
 
 deps: os-deps
 
+# DEMO=0 skips the demo fleet (history, live telemetry, KPIs and alerts; see `localcloud demo`).
+DEMO ?= 1
 local-up: deps
 	$(BIN)/localcloud up
+	$(if $(filter 0,$(DEMO)),,$(BIN)/localcloud demo)
 
 local-down: $(STAMP)
 	$(BIN)/localcloud down

@@ -8,6 +8,7 @@
   fire      fire a schedule now
   invoke    invoke a function through the runtime; prints the result or error and the log tail
   restore   load an archived day back from S3 into the database
+  demo      start a demo fleet (an hour of history, then live), run the KPI and alert jobs, show the results
   simulate  publish a simulated fleet's telemetry over the broker (seeded, with faults on demand)
   kpis      print the fleet KPI summary table
   runtime   run the runtime in the foreground (what `up` starts detached)
@@ -36,6 +37,7 @@ from localcloud.procs import ProcessRegistry, StartError, port_open
 from localcloud.stack import StackError
 
 MOTO, MOSQUITTO, RUNTIME, POSTGRES = "moto", "mosquitto", "runtime", "postgres"
+SIMULATOR = "simulator"  # the demo fleet (`localcloud demo`)
 
 
 class CliError(RuntimeError):
@@ -234,7 +236,7 @@ def cmd_up(settings: Settings, _args: argparse.Namespace) -> None:
 
 def cmd_down(settings: Settings, _args: argparse.Namespace) -> None:
     registry = registry_for(settings)
-    for name in (RUNTIME, MOSQUITTO, MOTO):
+    for name in (SIMULATOR, RUNTIME, MOSQUITTO, MOTO):
         step(f"{name}: " + ("stopped" if registry.stop(name) else "was not running"))
     if pg_state_file(settings).exists() and not external_database_url(settings):
         cluster = postgres_cluster(settings)
@@ -345,6 +347,12 @@ def run_function_module(settings: Settings, module: str, argv: list[str]) -> int
     return subprocess.run([sys.executable, "-m", module, *argv], cwd=REPO_ROOT / "functions", env=env).returncode
 
 
+def cmd_demo(settings: Settings, args: argparse.Namespace) -> None:
+    from localcloud.demo import run_demo
+
+    run_demo(settings, args)
+
+
 def cmd_simulate(_settings: Settings, args: argparse.Namespace) -> None:
     from localcloud.simulator.cli import run
 
@@ -384,9 +392,13 @@ def main(argv: list[str] | None = None) -> None:
     restore.add_argument("--bucket", help="archive bucket (default: ARCHIVE_BUCKET from the env file)")
     restore.set_defaults(func=cmd_restore)
     commands.add_parser("runtime", help="run the runtime in the foreground").set_defaults(func=cmd_runtime)
+    from localcloud.demo import add_arguments as demo_arguments
     from localcloud.kpi_report import add_arguments as kpi_arguments
     from localcloud.simulator.cli import add_arguments as simulator_arguments
 
+    demo = commands.add_parser("demo", help="a demo fleet: history, live telemetry, KPIs and alerts in a minute")
+    demo_arguments(demo)
+    demo.set_defaults(func=cmd_demo)
     simulate = commands.add_parser("simulate", help="send a simulated fleet's telemetry over the local broker")
     simulator_arguments(simulate)
     simulate.set_defaults(func=cmd_simulate)
