@@ -151,6 +151,20 @@ def run_migrations(database_url: str) -> None:
     step(f"migrations: {len(applied)} applied" + (f" ({', '.join(applied)})" if applied else ", schema up to date"))
 
 
+def grafana_login(database_url: str, password: str | None) -> dict[str, str]:
+    import psycopg
+
+    from localcloud.grafana.reader import LOGIN, ensure_reader_login
+
+    try:
+        values = ensure_reader_login(database_url, password)
+    except psycopg.Error as exc:  # e.g. an external DATABASE_URL whose role may not create roles
+        step(f"grafana: no read-only login ({type(exc).__name__}: {exc}); create one in iotkpi_reader yourself")
+        return {}
+    step(f"grafana: read-only login {LOGIN} (GRAFANA_DB_* in the env file)")
+    return values
+
+
 def deploy(settings: Settings, database_url: str) -> dict[str, str]:
     from localcloud.deploy import deploy_stack
     from localcloud.stack import load_stack
@@ -208,6 +222,7 @@ def cmd_up(settings: Settings, _args: argparse.Namespace) -> None:
         step(ensure_server(registry, MOSQUITTO, mqtt_port, broker.argv(), base_env))
     database_url = ensure_database(settings)
     run_migrations(database_url)
+    grafana = grafana_login(database_url, read_env_file(settings.env_file).get("GRAFANA_DB_PASSWORD"))
     outputs = deploy(settings, database_url)
     runtime_env = {**base_env, "MQTT_HOST": mqtt_host, "MQTT_PORT": str(mqtt_port)}
     runtime_env["LOCALCLOUD_CONTROL_PORT"] = str(settings.control_port)
@@ -222,6 +237,7 @@ def cmd_up(settings: Settings, _args: argparse.Namespace) -> None:
         "MQTT_PORT": str(mqtt_port),
         "LOCALCLOUD_CONTROL_URL": control_url(settings),
         "LOCALCLOUD_STATE_DIR": str(settings.state_dir),
+        **grafana,
         **outputs,
     }
     write_env_file(settings.env_file, values)

@@ -135,3 +135,15 @@ def test_readings_become_rows_rejects_and_kpi_windows(local_cloud: LocalCloud, p
     local_cloud.check("fire", settings["AGGREGATE_SCHEDULE_NAME"], timeout=120)
     assert window(b, 5, BASE)[:4] == (4, 4, 1, 80.0)
     assert window(b, 60, BASE)[:4] == (5, 5, 55, pytest.approx(100 * 5 / 60))
+
+
+def test_up_creates_the_read_only_grafana_login(local_cloud: LocalCloud):
+    settings = local_cloud.settings
+    host, port = settings["GRAFANA_DB_HOST"].rsplit(":", 1)
+    login = dict(host=host, port=port, dbname=settings["GRAFANA_DB_NAME"], user=settings["GRAFANA_DB_USER"])
+    with psycopg.connect(**login, password=settings["GRAFANA_DB_PASSWORD"]) as conn:
+        conn.execute("SELECT count(*) FROM device_kpi").fetchone()
+        with pytest.raises(psycopg.errors.InsufficientPrivilege):
+            conn.execute("DELETE FROM devices")
+    with pytest.raises(psycopg.OperationalError):
+        psycopg.connect(**login, password="wrong").close()
