@@ -7,7 +7,16 @@ Figures that compare two things are measured in the same run (these machines are
 
 from __future__ import annotations
 
+import contextlib
+import os
+import shutil
+import tempfile
+from collections.abc import Iterator
 from dataclasses import asdict, dataclass
+from pathlib import Path
+
+from localcloud.postgres import PostgresCluster
+from localcloud.procs import free_port
 
 
 @dataclass(frozen=True)
@@ -21,3 +30,19 @@ class Figure:
 
     def as_dict(self) -> dict:
         return asdict(self)
+
+
+@contextlib.contextmanager
+def private_postgres(name: str) -> Iterator[PostgresCluster]:
+    """A PostgreSQL cluster of the benchmark's own on a free port, removed afterwards."""
+    os.environ.setdefault("POWERTOOLS_LOG_LEVEL", "WARNING")
+    root = Path(tempfile.mkdtemp(prefix=f"iotkpi-bench-{name}-"))
+    root.chmod(0o755)  # the server runs as an unprivileged user when we are root
+    cluster = PostgresCluster(root / "pg", port=free_port())
+    cluster.init()
+    cluster.start()
+    try:
+        yield cluster
+    finally:
+        cluster.stop(mode="immediate")
+        shutil.rmtree(root, ignore_errors=True)

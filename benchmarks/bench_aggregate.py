@@ -10,21 +10,15 @@ best kept (the machine is shared).
 
 from __future__ import annotations
 
-import os
-import shutil
-import tempfile
 import time
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 
 import psycopg
 from aggregate.service import run_full_recompute, run_incremental
 from common.db import Database
 from common.migrations import migrate
 
-from benchmarks import Figure
-from localcloud.postgres import PostgresCluster
-from localcloud.procs import free_port
+from benchmarks import Figure, private_postgres
 
 DEVICES = 200
 NEW_MINUTES = 10
@@ -102,14 +96,7 @@ def timed_run(url: str) -> tuple[float, int]:
 
 
 def run() -> list[Figure]:
-
-    os.environ.setdefault("POWERTOOLS_LOG_LEVEL", "WARNING")
-    root = Path(tempfile.mkdtemp(prefix="iotkpi-bench-aggregate-"))
-    root.chmod(0o755)
-    cluster = PostgresCluster(root / "pg", port=free_port())
-    cluster.init()
-    cluster.start()
-    try:
+    with private_postgres("aggregate") as cluster:
         urls = {days: cluster.create_database(f"bench_{days}d") for days in (1, 10)}
         backfill_rate = {}
         for days, url in urls.items():
@@ -121,9 +108,6 @@ def run() -> list[Figure]:
             for days, url in urls.items():
                 seconds, written[days] = timed_run(url)
                 best[days] = min(best[days], seconds)
-    finally:
-        cluster.stop(mode="immediate")
-        shutil.rmtree(root, ignore_errors=True)
     if written[1] != written[10]:
         raise RuntimeError(f"the two cases did different work: {written}")
     new_rows = f"{DEVICES * NEW_MINUTES:,} new readings, {written[1]:,} windows written"

@@ -10,9 +10,8 @@ stays bounded whatever the size of the day (moto keeps the objects, in its own p
 
 from __future__ import annotations
 
+import contextlib
 import os
-import shutil
-import tempfile
 import threading
 import time
 from datetime import UTC, date, datetime, timedelta
@@ -28,8 +27,7 @@ from archive.service import ArchiveSettings, run_archive
 from common.db import Database
 from common.migrations import migrate
 
-from benchmarks import Figure
-from localcloud.postgres import PostgresCluster
+from benchmarks import Figure, private_postgres
 from localcloud.procs import free_port, terminate_group
 from tests.fixtures.aws import start_moto
 
@@ -96,16 +94,14 @@ def load(url: str, day: date) -> float:
 
 
 def run() -> list[Figure]:
-    os.environ.setdefault("POWERTOOLS_LOG_LEVEL", "WARNING")
-    root = Path(tempfile.mkdtemp(prefix="iotkpi-bench-archive-"))
-    root.chmod(0o755)
-    cluster = PostgresCluster(root / "pg", port=free_port())
-    cluster.init()
-    cluster.start()
-    port = free_port()
-    moto = start_moto(port)
     database = None
-    try:
+    with contextlib.ExitStack() as stack:
+        cluster = stack.enter_context(private_postgres("archive"))
+        port = free_port()
+        moto = start_moto(port)
+        stack.callback(moto.wait, timeout=10)
+        stack.callback(terminate_group, moto.pid)
+        stack.callback(lambda: database is not None and database.reset())
         url = cluster.create_database("bench_archive")
         migrate(url)
         table_mb = load(url, DAY)
@@ -132,13 +128,6 @@ def run() -> list[Figure]:
         started = time.perf_counter()
         restored = restore_day(DAY, url, BUCKET, "telemetry/", s3_client=s3)
         restore_s = time.perf_counter() - started
-    finally:
-        if database is not None:
-            database.reset()
-        terminate_group(moto.pid)
-        moto.wait(timeout=10)
-        cluster.stop(mode="immediate")
-        shutil.rmtree(root, ignore_errors=True)
     rows = summary.rows_archived
     if rows != DEVICES * READINGS_PER_DEVICE or restored.rows_inserted != rows:
         raise RuntimeError(f"archived {rows}, restored {restored.rows_inserted}")

@@ -14,24 +14,19 @@ Server: the project's private cluster with PostgreSQL's default settings (shared
 from __future__ import annotations
 
 import os
-import shutil
 import statistics
-import tempfile
 import time
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 
 import psycopg
 from aggregate.service import run_full_recompute
 from common.db import Database
 from common.migrations import migrate
 
-from benchmarks import Figure
+from benchmarks import Figure, private_postgres
 from localcloud.grafana.dashboards import load_dashboards, panel_queries, resolve_variables
 from localcloud.grafana.expand import TimeRange
-from localcloud.postgres import PostgresCluster
-from localcloud.procs import free_port
 
 DEVICES = int(os.environ.get("BENCH_DASHBOARD_DEVICES", "1000"))
 DAYS = int(os.environ.get("BENCH_DASHBOARD_DAYS", "7"))
@@ -167,14 +162,8 @@ def headline(conn: psycopg.Connection, now: datetime) -> dict[str, float]:
 
 
 def run() -> list[Figure]:
-    os.environ.setdefault("POWERTOOLS_LOG_LEVEL", "WARNING")
-    root = Path(tempfile.mkdtemp(prefix="iotkpi-bench-dashboards-"))
-    root.chmod(0o755)
-    cluster = PostgresCluster(root / "pg", port=free_port())
-    cluster.init()
-    cluster.start()
     now = datetime.now(UTC).replace(second=0, microsecond=0)
-    try:
+    with private_postgres("dashboards") as cluster:
         url = cluster.create_database("bench_dashboards")
         migrate(url)
         generated_s, recompute_s, readings = load(url, now)
@@ -189,9 +178,6 @@ def run() -> list[Figure]:
                 )
             }
             uptime = headline(conn, now)
-    finally:
-        cluster.stop(mode="immediate")
-        shutil.rmtree(root, ignore_errors=True)
     volume = f"{readings:,} readings ({DEVICES:,} devices x {DAYS} days x 1/min), {kpi_rows:,} device_kpi rows"
     figures = [
         Figure("dashboard data: generate readings (SQL)", "s", generated_s, volume),

@@ -18,11 +18,8 @@ import contextlib
 import io
 import json
 import os
-import shutil
-import tempfile
 import time
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 
 import psycopg
 from common.migrations import migrate
@@ -31,9 +28,7 @@ from ingest.statements import STATS_UPSERT
 from psycopg import sql
 from psycopg.types.json import set_json_dumps
 
-from benchmarks import Figure
-from localcloud.postgres import PostgresCluster
-from localcloud.procs import free_port
+from benchmarks import Figure, private_postgres
 
 RECORDS = 50_000
 BATCH = 500
@@ -116,18 +111,9 @@ def run_handler(handler, events: list[dict]) -> float:
 
 
 def run() -> list[Figure]:
-    os.environ.setdefault("POWERTOOLS_LOG_LEVEL", "WARNING")
     os.environ.setdefault("POWERTOOLS_SERVICE_NAME", "ingest")
-    root = Path(tempfile.mkdtemp(prefix="iotkpi-bench-ingest-"))
-    root.chmod(0o755)
-    cluster = PostgresCluster(root / "pg", port=free_port())
-    cluster.init()
-    cluster.start()
-    try:
+    with private_postgres("ingest") as cluster:
         return measure(cluster.create_database("bench"))
-    finally:
-        cluster.stop(mode="immediate")
-        shutil.rmtree(root, ignore_errors=True)
 
 
 def stats_upsert_ms(url: str, batches: int) -> float:
