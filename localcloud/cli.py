@@ -38,6 +38,7 @@ from localcloud.stack import StackError
 
 MOTO, MOSQUITTO, RUNTIME, POSTGRES = "moto", "mosquitto", "runtime", "postgres"
 SIMULATOR = "simulator"  # the demo fleet (`localcloud demo`)
+RUNTIME_STOP_TIMEOUT_S = 60.0  # above the runtime's own drain timeout (localcloud.runtime.DRAIN_TIMEOUT_S)
 
 
 class CliError(RuntimeError):
@@ -253,7 +254,9 @@ def cmd_up(settings: Settings, _args: argparse.Namespace) -> None:
 def cmd_down(settings: Settings, _args: argparse.Namespace) -> None:
     registry = registry_for(settings)
     for name in (SIMULATOR, RUNTIME, MOSQUITTO, MOTO):
-        step(f"{name}: " + ("stopped" if registry.stop(name) else "was not running"))
+        # The runtime drains the stream before it exits (moto's streams live in memory): give it the time.
+        timeout = RUNTIME_STOP_TIMEOUT_S if name == RUNTIME else 10.0
+        step(f"{name}: " + ("stopped" if registry.stop(name, timeout) else "was not running"))
     if pg_state_file(settings).exists() and not external_database_url(settings):
         cluster = postgres_cluster(settings)
         running = cluster.is_running()

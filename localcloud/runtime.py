@@ -21,6 +21,7 @@ import json
 import logging
 import signal
 import threading
+import time
 import urllib.parse
 from concurrent.futures import ThreadPoolExecutor
 from http import HTTPStatus
@@ -34,6 +35,11 @@ from localcloud.lambdas.invoker import FunctionNotFoundError, LambdaInvoker, Thr
 from localcloud.scheduler import Scheduler, UnknownScheduleError, function_name_from_arn
 
 log = logging.getLogger("localcloud.runtime")
+# Stopping waits for the pollers to catch up: idle for a few polls in a row (longer than a poller's pause on
+# an empty shard, so it has looked again), at most DRAIN_TIMEOUT_S (a failing batch may never finish).
+DRAIN_TIMEOUT_S = 30.0
+DRAIN_POLL_S = 0.25
+DRAIN_IDLE_POLLS = 4
 
 
 def invocation_response(result: Any) -> tuple[int, dict[str, str], bytes]:
@@ -92,6 +98,7 @@ class Runtime:
         for name, stop in (
             ("scheduler", self.scheduler.stop),
             ("rules engine", self.rules_engine.stop),
+            ("stream drain", self.drain),
             ("event source mapping poller", self.poller.stop),
         ):
             try:
@@ -101,6 +108,23 @@ class Runtime:
         self._async_invocations.shutdown(wait=False, cancel_futures=True)
         self.invoker.close()
         self._server.server_close()
+
+    def drain(self, timeout: float = DRAIN_TIMEOUT_S) -> None:
+        """Let the pollers process what the stream holds (new records stopped with the rules engine; messages
+        still queued in the broker wait in its persistent session). moto keeps streams in memory only, so
+        records left unprocessed when it stops are gone: this is what makes `down` lose nothing."""
+        deadline = time.monotonic() + timeout
+        idle_polls = 0
+        while idle_polls < DRAIN_IDLE_POLLS:
+            rows = self.poller.status()
+            busy = [row for row in rows if row["records_behind"] or row["millis_behind_latest"]
+                    or row["checkpoint_sequence"] != row["latest_sequence"]]  # fmt: skip
+            idle_polls = 0 if busy else idle_polls + 1
+            if time.monotonic() > deadline:
+                log.warning("stopping with records in flight after %.0fs of draining: %s", timeout, busy)
+                return
+            time.sleep(DRAIN_POLL_S)
+        log.info("streams drained")
 
     def reload(self) -> None:
         self.rules_engine.reload()

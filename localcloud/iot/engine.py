@@ -310,8 +310,9 @@ class RulesEngine:
             loaded.counts["matched"] += 1
         try:
             output = loaded.rule.evaluate(message)
-        except SqlEvaluationError as exc:
-            LOG.warning("rule %s: message on %s not evaluated: %s", loaded.name, message.topic, exc)
+        except Exception as exc:  # one message must never stop the engine: paho's network thread would die
+            level = logging.WARNING if isinstance(exc, SqlEvaluationError) else logging.ERROR
+            LOG.log(level, "rule %s: message on %s not evaluated: %s", loaded.name, message.topic, exc)
             with self._lock:
                 loaded.counts["sql_errors"] += 1
             return None

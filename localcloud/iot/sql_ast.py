@@ -232,11 +232,24 @@ class SelectItem:
     alias: str | None
 
 
+def _not_json(constant: str) -> Any:
+    raise ValueError(f"{constant} is not JSON")
+
+
+def _finite(text: str) -> float:
+    value = float(text)
+    if math.isinf(value):  # 1e999: valid JSON text, but no JSON document can carry the value on
+        raise ValueError(f"{text} overflows a double")
+    return value
+
+
 def parse_payload(payload: bytes) -> Any:
-    """The payload as JSON, or UNDEFINED when it is not JSON (binary). An empty payload is `{}`."""
+    """The payload as JSON, or UNDEFINED when it is not JSON (binary). An empty payload is `{}`.
+
+    NaN/Infinity are not JSON (Python's json module accepts them): such a payload is binary, as for AWS."""
     if not payload:
         return {}
     try:
-        return json.loads(payload)
+        return json.loads(payload, parse_constant=_not_json, parse_float=_finite)
     except (UnicodeDecodeError, ValueError, RecursionError):
         return UNDEFINED
