@@ -227,4 +227,3 @@ def test_newuuid_template_renders_a_uuid() -> None:
 def test_bad_templates_are_rejected(template: str, reason: str) -> None:
     with pytest.raises(UnsupportedSql, match=reason):
         parse_template(template)
-
