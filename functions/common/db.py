@@ -8,6 +8,7 @@ a rotated password is picked up.
 from __future__ import annotations
 
 import contextlib
+import time
 from collections.abc import Callable, Iterator
 
 import psycopg
@@ -15,16 +16,28 @@ import psycopg
 from common.config import database_conninfo
 
 CONNECT_TIMEOUT_S = 10
+# A connection idle longer than this is checked (one round trip) before it is used again: a server restart
+# or failover while the environment was frozen would otherwise fail the first transaction after it (a
+# scheduled run, then retried). Busy connections (the ingest's) are not checked: their failures retry anyway.
+IDLE_CHECK_S = 30.0
 
 
 class Database:
     def __init__(self, conninfo: Callable[[], str] = database_conninfo) -> None:
         self._conninfo = conninfo
         self._connection: psycopg.Connection | None = None
+        self._last_used = 0.0
 
     def connection(self) -> psycopg.Connection:
         """The open connection, or a new one when there is none or it is no longer usable."""
         conn = self._connection
+        if conn is not None and not (conn.closed or conn.broken) and time.monotonic() - self._last_used > IDLE_CHECK_S:
+            try:
+                conn.execute("SELECT 1")
+                conn.rollback()  # leave no transaction open: callers may still switch autocommit
+            except psycopg.OperationalError:
+                self.reset()
+                conn = None
         if conn is None or conn.closed or conn.broken:
             self.reset()
             conn = psycopg.connect(
@@ -50,6 +63,7 @@ class Database:
         try:
             yield conn
             conn.commit()
+            self._last_used = time.monotonic()
         except BaseException as exc:
             if isinstance(exc, psycopg.OperationalError) or not _rolled_back(conn):
                 self.reset()
