@@ -1,4 +1,8 @@
-"""Run the benchmarks: `python -m benchmarks [name-substring ...]`."""
+"""Run the benchmarks: `python -m benchmarks [name-substring ...]`; `python -m benchmarks --markdown` prints the
+latest figures of every benchmark as the README's table (without running anything).
+
+Each run writes `results/<module>.json` (with the time it ran) and rebuilds `results/latest.json` from every
+module's newest results, so running one benchmark updates its figures and keeps the others'."""
 
 from __future__ import annotations
 
@@ -37,22 +41,51 @@ def main(argv: list[str]) -> int:
     for name in selected:
         print(f"== {name}", flush=True)
         started = time.monotonic()
+        environment = dict(os.environ)
         try:
             result = importlib.import_module(f"benchmarks.{name}").run()
         except Exception as exc:  # one broken benchmark must not hide the others' figures
             print(f"   FAILED: {type(exc).__name__}: {exc}", flush=True)
             failed.append(name)
             continue
-        (RESULTS / f"{name}.json").write_text(
-            json.dumps({"machine": machine(), "figures": [f.as_dict() for f in result]}, indent=2)
-        )
+        finally:  # what one benchmark sets (e.g. DATABASE_URL of its private server) must not reach the next
+            os.environ.clear()
+            os.environ.update(environment)
+        document = {"machine": machine(), "when": now(), "figures": [f.as_dict() for f in result]}
+        (RESULTS / f"{name}.json").write_text(json.dumps(document, indent=2))
         print(f"   {len(result)} figures in {time.monotonic() - started:.1f}s", flush=True)
         figures += result
     print_table(figures)
-    latest = {"machine": machine(), "when": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
-    (RESULTS / "latest.json").write_text(json.dumps({**latest, "figures": [f.as_dict() for f in figures]}, indent=2))
-    print(f"\nwritten: {RESULTS / 'latest.json'}")
+    modules = {path.stem: newest(path) for path in sorted(RESULTS.glob("bench_*.json"))}
+    (RESULTS / "latest.json").write_text(json.dumps({"machine": machine(), "modules": modules}, indent=2))
+    print(f"\nwritten: {RESULTS / 'latest.json'} (the newest figures of every benchmark)")
     return 1 if failed else 0
+
+
+def now(epoch: float | None = None) -> str:
+    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(epoch))
+
+
+def newest(path: Path) -> dict:
+    """One module's results, with when they were measured (results written before "when" was kept: the
+    file's modification time)."""
+    document = json.loads(path.read_text())
+    return {"when": now(path.stat().st_mtime), **document}
+
+
+def markdown() -> int:
+    """The README table: every benchmark's newest figures, with when they were measured."""
+    modules = json.loads((RESULTS / "latest.json").read_text())["modules"]
+    print("| benchmark | result | data volume | goal | |")
+    print("|---|---|---|---|---|")
+    for document in modules.values():
+        for f in document["figures"]:
+            met = {True: "met", False: "**missed**", None: ""}[f["met"]]
+            print(f"| {f['benchmark']} | {f['value']:,.2f} {f['metric']} | {f['volume']} | {f['goal']} | {met} |")
+    when = sorted({document.get("when", "?") for document in modules.values()})
+    host = json.loads((RESULTS / "latest.json").read_text())["machine"]
+    print(f"\nMeasured {when[0]} to {when[-1]}: {host['cpus']} CPUs, Python {host['python']}, {host['platform']}.")
+    return 0
 
 
 def print_table(figures: list[Figure]) -> None:
@@ -73,4 +106,4 @@ def print_table(figures: list[Figure]) -> None:
 
 
 if __name__ == "__main__":
-    sys.exit(main(sys.argv[1:]))
+    sys.exit(markdown() if sys.argv[1:] == ["--markdown"] else main(sys.argv[1:]))
