@@ -9,14 +9,10 @@ from __future__ import annotations
 
 import contextlib
 import os
-import shutil
-import tempfile
 from collections.abc import Iterator
 from dataclasses import asdict, dataclass
-from pathlib import Path
 
-from localcloud.postgres import PostgresCluster
-from localcloud.procs import free_port
+from localcloud.postgres import PostgresCluster, temporary_cluster
 
 
 @dataclass(frozen=True)
@@ -36,13 +32,5 @@ class Figure:
 def private_postgres(name: str) -> Iterator[PostgresCluster]:
     """A PostgreSQL cluster of the benchmark's own on a free port, removed afterwards."""
     os.environ.setdefault("POWERTOOLS_LOG_LEVEL", "WARNING")
-    root = Path(tempfile.mkdtemp(prefix=f"iotkpi-bench-{name}-"))
-    root.chmod(0o755)  # the server runs as an unprivileged user when we are root
-    cluster = PostgresCluster(root / "pg", port=free_port())
-    cluster.init()
-    cluster.start()
-    try:
+    with temporary_cluster(f"iotkpi-bench-{name}-") as cluster:
         yield cluster
-    finally:
-        cluster.stop(mode="immediate")
-        shutil.rmtree(root, ignore_errors=True)

@@ -15,9 +15,13 @@ import pwd
 import secrets
 import shutil
 import subprocess
+import tempfile
+from collections.abc import Iterator
 from pathlib import Path
 
 import psycopg
+
+from localcloud.procs import free_port
 
 SUPERUSER = "postgres"
 DEFAULT_DB = "iotkpi"
@@ -172,3 +176,19 @@ class PostgresCluster:
             if not exists:
                 conn.execute(psycopg.sql.SQL("CREATE DATABASE {}").format(psycopg.sql.Identifier(dbname)))
         return self.url(dbname)
+
+
+@contextlib.contextmanager
+def temporary_cluster(prefix: str) -> Iterator[PostgresCluster]:
+    """A running cluster in a fresh temporary folder on a free port, stopped and removed afterwards (tests,
+    benchmarks)."""
+    root = Path(tempfile.mkdtemp(prefix=prefix))
+    root.chmod(0o755)  # the server runs as an unprivileged user when we are root: it must reach its folder
+    cluster = PostgresCluster(root / "pg", port=free_port())
+    cluster.init()
+    cluster.start()
+    try:
+        yield cluster
+    finally:
+        cluster.stop(mode="immediate")
+        shutil.rmtree(root, ignore_errors=True)

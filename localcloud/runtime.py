@@ -79,6 +79,7 @@ class Runtime:
         self._server = ThreadingHTTPServer(("127.0.0.1", settings.control_port), _handler_for(self))
         self._server.daemon_threads = True
         self._stopped = threading.Event()
+        self._finished = threading.Event()
 
     def start(self) -> None:
         self.poller.start()
@@ -90,24 +91,29 @@ class Runtime:
         self._server.serve_forever(poll_interval=0.2)
 
     def stop(self) -> None:
-        """Stop taking requests, then every component (each bounded by its own timeout)."""
+        """Stop taking requests, then every component (each bounded by its own timeout). A second caller
+        (the main thread, once serve_forever returns) waits until the first has finished."""
         if self._stopped.is_set():
+            self._finished.wait()
             return
         self._stopped.set()
-        self._server.shutdown()
-        for name, stop in (
-            ("scheduler", self.scheduler.stop),
-            ("rules engine", self.rules_engine.stop),
-            ("stream drain", self.drain),
-            ("event source mapping poller", self.poller.stop),
-        ):
-            try:
-                stop()
-            except Exception:
-                log.exception("stopping the %s failed", name)
-        self._async_invocations.shutdown(wait=False, cancel_futures=True)
-        self.invoker.close()
-        self._server.server_close()
+        try:
+            self._server.shutdown()
+            for name, stop in (
+                ("scheduler", self.scheduler.stop),
+                ("rules engine", self.rules_engine.stop),
+                ("stream drain", self.drain),
+                ("event source mapping poller", self.poller.stop),
+            ):
+                try:
+                    stop()
+                except Exception:
+                    log.exception("stopping the %s failed", name)
+            self._async_invocations.shutdown(wait=False, cancel_futures=True)
+            self.invoker.close()
+            self._server.server_close()
+        finally:
+            self._finished.set()
 
     def drain(self, timeout: float = DRAIN_TIMEOUT_S) -> None:
         """Let the pollers process what the stream holds (new records stopped with the rules engine; messages

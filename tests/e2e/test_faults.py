@@ -12,9 +12,7 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import signal
-import tempfile
 import threading
 import time
 import uuid
@@ -30,7 +28,7 @@ from localcloud.procs import pid_alive
 from localcloud.simulator import Options, Simulation
 from localcloud.simulator.model import MALFORMED, OVERSIZE, STORED_KINDS
 from localcloud.simulator.publisher import MqttPublisher
-from tests.fixtures.local_cloud import LocalCloud, wait_until
+from tests.fixtures.local_cloud import LocalCloud, running_cloud, wait_until
 
 pytestmark = pytest.mark.e2e
 
@@ -38,26 +36,15 @@ RULE = "iotkpi_telemetry_to_kinesis"
 Key = tuple[str, datetime, int]
 
 
-def running_cloud() -> Iterator[LocalCloud]:
-    state_dir = Path(tempfile.mkdtemp(prefix="iotkpi-faults-"))
-    own = LocalCloud(state_dir / "state")
-    try:
-        own.check("up")
-        yield own
-    finally:
-        own.teardown()
-        shutil.rmtree(state_dir, ignore_errors=True)
-
-
 @pytest.fixture(scope="module")
 def cloud() -> Iterator[LocalCloud]:
-    yield from running_cloud()
+    yield from running_cloud("iotkpi-faults-")
 
 
 @pytest.fixture
 def hostile_cloud() -> Iterator[LocalCloud]:
     """Its own: a hostile message that breaks a component must not take the other tests down with it."""
-    yield from running_cloud()
+    yield from running_cloud("iotkpi-faults-")
 
 
 # -- helpers -----------------------------------------------------------------------------------------------------

@@ -4,21 +4,17 @@ from __future__ import annotations
 
 import base64
 import json
-import shutil
-import tempfile
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 
 import psycopg
 import pytest
 from common.migrations import migrate
 from ingest import handler
 
-from localcloud.postgres import PostgresCluster
-from localcloud.procs import free_port
+from localcloud.postgres import PostgresCluster, temporary_cluster
 
 STREAM_ARN = "arn:aws:kinesis:us-east-1:123456789012:stream/iotkpi-telemetry"
 SHARD = "shardId-000000000000"
@@ -240,16 +236,8 @@ def test_row_the_database_refuses_is_rejected_and_the_rest_land(ingest_db):
 @pytest.fixture
 def own_cluster() -> Iterator[PostgresCluster]:
     """A server of this test's own, so stopping it disturbs no other test."""
-    root = Path(tempfile.mkdtemp(prefix="iotkpi-ingest-fault-"))
-    root.chmod(0o755)
-    cluster = PostgresCluster(root / "pg", port=free_port())
-    cluster.init()
-    cluster.start()
-    try:
+    with temporary_cluster("iotkpi-ingest-fault-") as cluster:
         yield cluster
-    finally:
-        cluster.stop(mode="immediate")
-        shutil.rmtree(root, ignore_errors=True)
 
 
 def test_database_down_mid_stream_fails_the_batch_then_lands_exactly_once(own_cluster, monkeypatch):
