@@ -3,10 +3,11 @@ Lambda, PostgreSQL), each its own test. After each: the stored readings are exac
 idempotency key), once each; every invalid message is accounted for (a reject with its reason at the ingest, or
 a SQL error of the IoT rule for a payload that is not a JSON object); the hourly KPIs agree with the rows.
 
-The module runs a local cloud of its own (and the hostile-payload test one more): three faults stop parts of
-it, and the counters compared here (ingest_stats, the rule's sql_errors) are global. Faults (f) archive crash
-between upload and drop and (g) SNS publish failure are covered in tests/integration/test_archive.py and
-tests/integration/test_alerts.py."""
+The module runs a local cloud of its own (and the hostile-payload test one more): several faults stop parts
+of it or delete its topic, and the counters compared here (ingest_stats, the rule's sql_errors) are global.
+(g), SNS gone during the alerts run, is here too; (f), the archive crashing between upload and drop (at each
+step), is in tests/integration/test_archive.py: it needs a crash hook inside the function, which the deployed
+function does not have."""
 
 from __future__ import annotations
 
@@ -347,3 +348,40 @@ def test_down_drains_in_flight_readings_and_up_carries_on(cloud: LocalCloud):
     expect_exactly(cloud, prefix, {key_of(m.key) for m in messages})
     assert rejects(cloud, prefix) == []
     assert_hourly_kpis_match_rows(cloud, prefix)
+
+
+def test_sns_unavailable_during_alerts_delivers_the_alert_once_when_it_is_back(cloud: LocalCloud):
+    # (g): the alerts topic is gone while a device goes offline; the alert must survive and be sent once.
+    device = f"silent-{uuid.uuid4().hex[:6]}"
+    silent_since = (datetime.now(UTC) - timedelta(minutes=30)).isoformat()
+    publish(cloud, [(f"devices/{device}/telemetry", json.dumps({"ts": silent_since, "seq": 1, "rss": -60}).encode())])
+    wait_until(lambda: rows(cloud, "SELECT 1 FROM devices WHERE device_id = %s", device), what="the reading")
+    sns, sqs, topic_arn = cloud.client("sns"), cloud.client("sqs"), cloud.settings["ALERTS_TOPIC_ARN"]
+    schedule = cloud.settings["ALERTS_SCHEDULE_NAME"]
+    sns.delete_topic(TopicArn=topic_arn)
+
+    failed = cloud.run("fire", schedule, timeout=120)
+    assert failed.returncode != 0 and "NotificationDeliveryError" in failed.stdout, failed.stdout
+    assert rows(cloud, "SELECT status FROM alerts WHERE device_id = %s AND rule = 'offline'", device) == [("open",)]
+
+    assert sns.create_topic(Name=topic_arn.rsplit(":", 1)[-1])["TopicArn"] == topic_arn
+    queue_url = sqs.create_queue(QueueName=f"{device}-inbox")["QueueUrl"]
+    queue_arn = sqs.get_queue_attributes(QueueUrl=queue_url, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
+    sns.subscribe(TopicArn=topic_arn, Protocol="sqs", Endpoint=queue_arn, Attributes={"RawMessageDelivery": "true"})
+    for _ in range(2):  # the second run must not send it again
+        cloud.check("fire", schedule, timeout=120)
+
+    received = []
+    while messages := sqs.receive_message(
+        QueueUrl=queue_url, MaxNumberOfMessages=10, WaitTimeSeconds=1, MessageAttributeNames=["All"]
+    ).get("Messages", []):
+        received += [m["MessageAttributes"] for m in messages]
+        sqs.delete_message_batch(
+            QueueUrl=queue_url, Entries=[{"Id": m["MessageId"], "ReceiptHandle": m["ReceiptHandle"]} for m in messages]
+        )
+    ours = [
+        (a["rule"]["StringValue"], a["event"]["StringValue"])
+        for a in received
+        if a["device_id"]["StringValue"] == device
+    ]
+    assert ours == [("offline", "opened")]
