@@ -15,10 +15,9 @@ import time
 from pathlib import Path
 
 from benchmarks import Figure
+from localcloud.config import import_functions
 
 RESULTS = Path(__file__).parent / "results"
-# functions/ is the functions' code root, as in a Lambda zip (pytest sets the same path for the tests).
-FUNCTIONS_DIR = Path(__file__).resolve().parent.parent / "functions"
 
 
 def machine() -> dict:
@@ -31,8 +30,7 @@ def machine() -> dict:
 
 
 def main(argv: list[str]) -> int:
-    if str(FUNCTIONS_DIR) not in sys.path:
-        sys.path.insert(0, str(FUNCTIONS_DIR))
+    import_functions()  # the benchmarks import the functions' packages, as pytest's pythonpath lets the tests
     modules = sorted(p.stem for p in Path(__file__).parent.glob("bench_*.py"))
     selected = [m for m in modules if not argv or any(arg in m for arg in argv)]
     RESULTS.mkdir(exist_ok=True)

@@ -31,7 +31,15 @@ from typing import Any
 
 import requests
 
-from localcloud.config import REPO_ROOT, Settings, aws_client_env, read_env_file, write_env_file
+from localcloud.config import (
+    FUNCTIONS_DIR,
+    REPO_ROOT,
+    Settings,
+    aws_client_env,
+    import_functions,
+    read_env_file,
+    write_env_file,
+)
 from localcloud.postgres import PostgresError
 from localcloud.procs import ProcessRegistry, StartError, port_open
 from localcloud.stack import StackError
@@ -143,10 +151,8 @@ def ensure_database(settings: Settings) -> str:
 
 
 def run_migrations(database_url: str) -> None:
-    functions_dir = str(REPO_ROOT / "functions")
-    if functions_dir not in sys.path:
-        sys.path.insert(0, functions_dir)
-    from common.migrations import migrate  # functions/ is the code root, as in Lambda
+    import_functions()
+    from common.migrations import migrate
 
     applied = migrate(database_url)
     step(f"migrations: {len(applied)} applied" + (f" ({', '.join(applied)})" if applied else ", schema up to date"))
@@ -322,11 +328,16 @@ def cmd_deploy(settings: Settings, _args: argparse.Namespace) -> None:
     step(f"deployed; outputs written to {settings.env_file}")
 
 
-def cmd_fire(settings: Settings, args: argparse.Namespace) -> None:
-    response = runtime_request(settings, "POST", f"/schedules/{args.schedule}/fire")
+def fire_schedule(settings: Settings, schedule: str) -> dict[str, Any]:
+    """Fire a schedule through the runtime and wait: {"ok", "payload" or "error", "log_tail"}."""
+    response = runtime_request(settings, "POST", f"/schedules/{schedule}/fire")
     if response.status_code == 404:
         raise CliError(response.json()["error"])
-    result = response.json()
+    return response.json()
+
+
+def cmd_fire(settings: Settings, args: argparse.Namespace) -> None:
+    result = fire_schedule(settings, args.schedule)
     _print_result(result["ok"], result["payload"] if result["ok"] else result["error"], result["log_tail"])
     if not result["ok"]:
         raise SystemExit(1)
@@ -362,8 +373,8 @@ def cmd_restore(settings: Settings, args: argparse.Namespace) -> None:
 
 def run_function_module(settings: Settings, module: str, argv: list[str]) -> int:
     """Run a functions/ module (functions/ is the code root, as in Lambda) with the local cloud's settings."""
-    env = {**os.environ, **read_env_file(settings.env_file)} if settings.env_file.exists() else dict(os.environ)
-    return subprocess.run([sys.executable, "-m", module, *argv], cwd=REPO_ROOT / "functions", env=env).returncode
+    env = {**os.environ, **read_env_file(settings.env_file)}
+    return subprocess.run([sys.executable, "-m", module, *argv], cwd=FUNCTIONS_DIR, env=env).returncode
 
 
 def cmd_demo(settings: Settings, args: argparse.Namespace) -> None:

@@ -8,10 +8,17 @@ from __future__ import annotations
 
 import os
 import shlex
+import sys
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    import boto3
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
+# The functions' code root, as a Lambda zip's root is: handlers import `ingest.handler`, `common.db`, ...
+FUNCTIONS_DIR = REPO_ROOT / "functions"
 STACK_FILE = REPO_ROOT / "infrastructure" / "stack.yaml"
 
 
@@ -96,3 +103,19 @@ def read_env_file(path: Path) -> dict[str, str]:
             key, raw = line[len("export ") :].split("=", 1)
             values[key] = shlex.split(raw)[0] if raw else ""
     return values
+
+
+def import_functions() -> None:
+    """Let this process import the functions' packages (`common`, `archive`, ...) as Lambda does."""
+    if str(FUNCTIONS_DIR) not in sys.path:
+        sys.path.insert(0, str(FUNCTIONS_DIR))
+
+
+def aws_session(region: str) -> boto3.session.Session:
+    """A boto3 session; dummy credentials when none are configured (local endpoints accept any)."""
+    import boto3  # here: most commands that read the settings never talk to AWS
+
+    session = boto3.session.Session(region_name=region)
+    if session.get_credentials() is None:
+        session = boto3.session.Session(region_name=region, aws_access_key_id="test", aws_secret_access_key="test")  # noqa: S106
+    return session

@@ -17,11 +17,10 @@ import time
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-import boto3
 import psycopg
 
-from localcloud.cli import SIMULATOR, CliError, registry_for, runtime_request, step
-from localcloud.config import REPO_ROOT, Settings, read_env_file
+from localcloud.cli import SIMULATOR, CliError, fire_schedule, registry_for, runtime_request, step
+from localcloud.config import REPO_ROOT, Settings, aws_session, read_env_file
 from localcloud.kpi_report import fleet_summary
 
 PREFIX = "demo-"
@@ -94,7 +93,7 @@ def wait_for_history(settings: Settings, conn: psycopg.Connection, timeout: floa
 
 
 def fire(settings: Settings, schedule: str) -> dict[str, Any]:
-    result = runtime_request(settings, "POST", f"/schedules/{schedule}/fire", timeout=300).json()
+    result = fire_schedule(settings, schedule)
     if not result["ok"]:
         raise CliError(f"{schedule} failed: {result['error']}\n{result['log_tail']}")
     return result["payload"]
@@ -104,11 +103,7 @@ class AlertsInbox:
     """An SQS queue subscribed to the alerts topic, so the demo can show the notifications SNS sent."""
 
     def __init__(self, env: dict[str, str]) -> None:
-        session = boto3.session.Session(
-            aws_access_key_id=env["AWS_ACCESS_KEY_ID"],
-            aws_secret_access_key=env["AWS_SECRET_ACCESS_KEY"],
-            region_name=env["AWS_REGION"],
-        )
+        session = aws_session(env["AWS_REGION"])
         self.sqs = session.client("sqs", endpoint_url=env["AWS_ENDPOINT_URL"])
         sns = session.client("sns", endpoint_url=env["AWS_ENDPOINT_URL"])
         topic = env["ALERTS_TOPIC_ARN"]

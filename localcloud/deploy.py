@@ -15,23 +15,14 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-import boto3
 from botocore.exceptions import ClientError
 
-from localcloud.config import REPO_ROOT
+from localcloud.config import REPO_ROOT, aws_session
 from localcloud.stack import FunctionSpec, KinesisTrigger, Stack
 
 CODE_ROOT_TAG = "localcloud:code-root"
 ROLE_SUFFIX = "local-role"
 _TRUSTED_SERVICES = ["lambda.amazonaws.com", "iot.amazonaws.com", "scheduler.amazonaws.com"]
-
-
-def aws_session(region: str) -> boto3.session.Session:
-    """A boto3 session; dummy credentials when none are configured (local endpoints accept any)."""
-    session = boto3.session.Session(region_name=region)
-    if session.get_credentials() is None:
-        session = boto3.session.Session(region_name=region, aws_access_key_id="test", aws_secret_access_key="test")  # noqa: S106
-    return session
 
 
 def queue_output_name(key: str) -> str:

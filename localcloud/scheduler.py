@@ -25,7 +25,7 @@ from typing import Any, Protocol
 
 from botocore.exceptions import BotoCoreError, ClientError
 
-from localcloud.deploy import aws_session
+from localcloud.config import aws_session
 from localcloud.schedule_expressions import ScheduleExpression, ScheduleExpressionError, parse
 
 log = logging.getLogger(__name__)

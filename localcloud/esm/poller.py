@@ -8,17 +8,16 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-import boto3
 from botocore.config import Config
 from botocore.exceptions import BotoCoreError, ClientError
 
+from localcloud.config import aws_session
 from localcloud.esm.batching import MappingConfig
 from localcloud.esm.checkpoints import CheckpointStore
 from localcloud.esm.shard import ShardContext, ShardWorker
@@ -98,11 +97,7 @@ class EventSourceMappingPoller:
         self.checkpoint_file = Path(checkpoint_file)
         self.refresh_interval_s = refresh_interval_s
         self.clock = clock
-        session = boto3.session.Session(
-            aws_access_key_id=os.environ.get("AWS_ACCESS_KEY_ID", "test"),
-            aws_secret_access_key=os.environ.get("AWS_SECRET_ACCESS_KEY", "test"),
-            region_name=region,
-        )
+        session = aws_session(region)
         client_config = Config(max_pool_connections=64, retries={"max_attempts": 3, "mode": "standard"})
         self.kinesis = session.client("kinesis", endpoint_url=endpoint_url, config=client_config)
         self._lambda = session.client("lambda", endpoint_url=endpoint_url, config=client_config)

@@ -29,7 +29,6 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-import boto3
 import paho.mqtt.client as mqtt
 from botocore.config import Config
 from paho.mqtt.enums import CallbackAPIVersion
@@ -37,6 +36,7 @@ from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 from paho.mqtt.subscribeoptions import SubscribeOptions
 
+from localcloud.config import aws_session
 from localcloud.iot.forwarder import KinesisForwarder, Record
 from localcloud.iot.sql import Message, Rule, SqlEvaluationError, Template, UnsupportedSql, parse_rule, parse_template
 from localcloud.iot.topics import topic_matches
@@ -101,14 +101,7 @@ class RulesEngine:
         receive_maximum: int = 1000,
     ) -> None:
         config = Config(retries={"max_attempts": 1}, connect_timeout=2, read_timeout=10, max_pool_connections=4)
-        session = boto3.session.Session(region_name=region)
-        if session.get_credentials() is None:
-            # The engine only ever talks to a local endpoint; it accepts any credentials.
-            session = boto3.session.Session(
-                region_name=region,
-                aws_access_key_id="test",
-                aws_secret_access_key="test",  # noqa: S106 - a dummy for a local endpoint
-            )
+        session = aws_session(region)
         self._iot = session.client("iot", endpoint_url=endpoint_url, config=config)
         self._forwarder = KinesisForwarder(
             kinesis=session.client("kinesis", endpoint_url=endpoint_url, config=config),

@@ -16,11 +16,10 @@ from collections.abc import Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 
-import boto3
 from botocore.config import Config
 from botocore.exceptions import BotoCoreError, ClientError
 
-from localcloud.config import aws_client_env
+from localcloud.config import aws_session
 
 log = logging.getLogger(__name__)
 
@@ -39,13 +38,9 @@ def log_group_name(function_name: str) -> str:
 
 class LogShipper:
     def __init__(self, endpoint_url: str, region: str, *, log_dir: Path | None = None, max_queued: int = 10_000):
-        env = aws_client_env(endpoint_url, region)
-        self._client = boto3.client(
+        self._client = aws_session(region).client(
             "logs",
             endpoint_url=endpoint_url,
-            region_name=region,
-            aws_access_key_id=env["AWS_ACCESS_KEY_ID"],
-            aws_secret_access_key=env["AWS_SECRET_ACCESS_KEY"],
             config=Config(connect_timeout=2, read_timeout=10, retries={"max_attempts": 2, "mode": "standard"}),
         )
         self._log_dir = log_dir

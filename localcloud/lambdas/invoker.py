@@ -26,11 +26,10 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-import boto3
 from botocore.config import Config
 from botocore.exceptions import BotoCoreError, ClientError
 
-from localcloud.config import REPO_ROOT, aws_client_env
+from localcloud.config import REPO_ROOT, aws_session
 from localcloud.lambdas.cloudwatch import LogShipper
 from localcloud.lambdas.environment import ExecutionEnvironment
 from localcloud.lambdas.function import (
@@ -140,13 +139,9 @@ class LambdaInvoker:
         self.repo_root = repo_root
         self.default_concurrency = default_concurrency
         self.config_refresh_s = config_refresh_s
-        env = aws_client_env(endpoint_url, region)
-        self._lambda = boto3.client(
+        self._lambda = aws_session(region).client(
             "lambda",
             endpoint_url=endpoint_url,
-            region_name=region,
-            aws_access_key_id=env["AWS_ACCESS_KEY_ID"],
-            aws_secret_access_key=env["AWS_SECRET_ACCESS_KEY"],
             config=Config(connect_timeout=2, read_timeout=10, retries={"max_attempts": 2, "mode": "standard"}),
         )
         self._logs = LogShipper(endpoint_url, region, log_dir=log_dir)

@@ -8,15 +8,12 @@ from __future__ import annotations
 
 import json
 import random
-import sys
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 
-from localcloud.config import REPO_ROOT
+from localcloud.config import import_functions
 
-_FUNCTIONS_DIR = str(REPO_ROOT / "functions")
-if _FUNCTIONS_DIR not in sys.path:  # functions/ is the Lambda zip root: `common` imports from there
-    sys.path.insert(0, _FUNCTIONS_DIR)
+import_functions()  # the limits come from the ingest's own validation (common.telemetry)
 
 from common.telemetry import DEFAULT_LIMITS  # noqa: E402
 
