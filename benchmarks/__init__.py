@@ -12,7 +12,7 @@ import os
 from collections.abc import Iterator
 from dataclasses import asdict, dataclass
 
-from localcloud.postgres import PostgresCluster, temporary_cluster
+from localcloud.servers.postgres import PostgresCluster, temporary_cluster
 
 
 @dataclass(frozen=True)

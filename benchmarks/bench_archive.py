@@ -28,7 +28,7 @@ from common.db import Database
 from common.migrations import migrate
 
 from benchmarks import Figure, private_postgres
-from localcloud.procs import free_port, terminate_group
+from localcloud.servers.procs import free_port, terminate_group
 from tests.fixtures.aws import start_moto
 
 DEVICES = 500

@@ -5,7 +5,7 @@ Volume: DEVICES devices x DAYS days x 1 reading/minute (~10M readings), generate
 (generate_series), with 5 % of the devices losing one reading in seven and 2 % silent for the last hour; the
 KPIs computed by the aggregate's full recompute (5-minute and hourly windows), alerts, rejects and ingest
 statistics alongside; ANALYZE after loading. Then every panel query of every dashboard, expanded as Grafana
-expands it (localcloud.grafana) with the dashboards' default variables (device "All": every device), is
+expands it (localcloud.tools.grafana) with the dashboards' default variables (device "All": every device), is
 timed over the last 24 hours and the last 7 days; and the headline: uptime % per device over 24 hours (hour
 aligned) from device_kpi vs from telemetry, checked to be equal. Each query: one warm-up, best of ROUNDS.
 Server: the project's private cluster with PostgreSQL's default settings (shared_buffers 128 MB).
@@ -25,8 +25,8 @@ from common.db import Database
 from common.migrations import migrate
 
 from benchmarks import Figure, private_postgres
-from localcloud.grafana.dashboards import load_dashboards, panel_queries, resolve_variables
-from localcloud.grafana.expand import TimeRange
+from localcloud.tools.grafana.dashboards import load_dashboards, panel_queries, resolve_variables
+from localcloud.tools.grafana.expand import TimeRange
 
 DEVICES = int(os.environ.get("BENCH_DASHBOARD_DEVICES", "1000"))
 DAYS = int(os.environ.get("BENCH_DASHBOARD_DAYS", "7"))

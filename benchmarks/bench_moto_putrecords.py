@@ -1,7 +1,7 @@
 """Kinesis PutRecords/GetRecords on stock moto vs our patched launcher, both started in this run.
 
 Stock moto's put_record rebuilds the shard's key list for every record (O(n)) and GetRecords scans the shard
-from its start; localcloud.moto_patches makes both independent of the shard's size.
+from its start; localcloud.servers.moto_patches makes both independent of the shard's size.
 """
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ from collections.abc import Callable
 import boto3
 
 from benchmarks import Figure
-from localcloud.procs import free_port, terminate_group, wait_for_port
+from localcloud.servers.procs import free_port, terminate_group, wait_for_port
 
 # Sized to keep the run near 1.5 minutes: stock moto's pre-fill is quadratic and dominates it.
 PREFILL = 50_000
@@ -25,7 +25,7 @@ TIP_POLLS = 100
 RECORD = b'{"device_id":"dev-0001","ts":1714567890123,"seq":123456,"rss":-67,"battery":88.5,"temp":21.25}'
 SERVERS: dict[str, list[str]] = {
     "stock moto": [sys.executable, "-m", "moto.server"],
-    "patched moto": [sys.executable, "-m", "localcloud.aws_endpoint"],
+    "patched moto": [sys.executable, "-m", "localcloud.servers.aws_endpoint"],
 }
 
 

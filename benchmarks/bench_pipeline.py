@@ -25,7 +25,7 @@ import psycopg
 import requests
 
 from benchmarks import Figure
-from localcloud.simulator.publisher import MqttPublisher
+from localcloud.tools.simulator.publisher import MqttPublisher
 from tests.fixtures.local_cloud import LocalCloud
 
 DEVICES = 1_000

@@ -1,5 +1,5 @@
 """`python -m localcloud ...` is the `localcloud` command."""
 
-from localcloud.cli import main
+from localcloud.tools.cli import main
 
 main()

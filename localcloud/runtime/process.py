@@ -29,12 +29,12 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 from localcloud.config import Settings
-from localcloud.esm import EventSourceMappingPoller
-from localcloud.iot.engine import RulesEngine
-from localcloud.lambdas.invoker import FunctionNotFoundError, LambdaInvoker, ThrottledError
-from localcloud.scheduler import Scheduler, UnknownScheduleError, function_name_from_arn
+from localcloud.runtime.esm import EventSourceMappingPoller
+from localcloud.runtime.iot.engine import RulesEngine
+from localcloud.runtime.lambdas.invoker import FunctionNotFoundError, LambdaInvoker, ThrottledError
+from localcloud.runtime.scheduler.scheduler import Scheduler, UnknownScheduleError, function_name_from_arn
 
-log = logging.getLogger("localcloud.runtime")
+log = logging.getLogger("localcloud.runtime.process")
 # Stopping waits for the pollers to catch up: idle for a few polls in a row (longer than a poller's pause on
 # an empty shard, so it has looked again), at most DRAIN_TIMEOUT_S (a failing batch may never finish).
 DRAIN_TIMEOUT_S = 30.0

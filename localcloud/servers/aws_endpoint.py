@@ -1,6 +1,6 @@
 """The local AWS endpoint: moto server (pinned in pyproject) on 127.0.0.1, with our patches applied.
 
-Run as `python -m localcloud.aws_endpoint --port 4566`. The patches live in `localcloud.moto_patches`
+Run as `python -m localcloud.servers.aws_endpoint --port 4566`. The patches live in `localcloud.servers.moto_patches`
 and are applied before the server imports any backend, so every request sees them.
 """
 
@@ -15,7 +15,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--port", type=int, default=4566)
     args = parser.parse_args(argv)
 
-    from localcloud import moto_patches
+    from localcloud.servers import moto_patches
 
     moto_patches.apply()
 

@@ -23,7 +23,7 @@ import shutil
 import subprocess
 from pathlib import Path
 
-from localcloud.procs import StartError, terminate_group, wait_for_port
+from localcloud.servers.procs import StartError, terminate_group, wait_for_port
 
 CLIENT_ID_PROPERTY = "x-iotkpi-clientid"
 RUN_USER = "mosquitto"

@@ -10,6 +10,7 @@ extension is installed for these binaries.
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import pwd
 import secrets
@@ -21,14 +22,15 @@ from pathlib import Path
 
 import psycopg
 
-from localcloud.procs import free_port
+from localcloud.errors import LocalCloudError
+from localcloud.servers.procs import free_port
 
 SUPERUSER = "postgres"
 DEFAULT_DB = "iotkpi"
 FALLBACK_RUN_USER = "iotkpi-pg"
 
 
-class PostgresError(RuntimeError):
+class PostgresError(LocalCloudError):
     """The cluster could not be found, initialised, started or stopped; the message says what to do."""
 
 
@@ -192,3 +194,26 @@ def temporary_cluster(prefix: str) -> Iterator[PostgresCluster]:
     finally:
         cluster.stop(mode="immediate")
         shutil.rmtree(root, ignore_errors=True)
+
+
+def private_cluster_state(state_dir: Path) -> Path:
+    """Where the local cloud remembers its private cluster (root folder and port) between runs."""
+    return state_dir / "postgres.json"
+
+
+def private_cluster(state_dir: Path) -> PostgresCluster:
+    """The local cloud's cluster: root folder and port chosen on first start and remembered in the state dir.
+    As root, the server's user must reach its folder: /var/tmp when the state dir is private."""
+    from localcloud.servers.run_as import folder_for
+
+    state = private_cluster_state(state_dir)
+    if state.exists():
+        saved = json.loads(state.read_text())
+        return PostgresCluster(Path(saved["root"]), int(saved["port"]))
+    explicit = os.environ.get("LOCALCLOUD_PG_DIR")
+    cluster = PostgresCluster(Path(explicit or state_dir / "postgres"), free_port())
+    if not explicit:
+        root = folder_for(state_dir, cluster.root_dir, "pg", cluster.run_user)
+        cluster = PostgresCluster(root, cluster.port, cluster.bin_dir)
+    state.write_text(json.dumps({"root": str(cluster.root_dir), "port": cluster.port}))
+    return cluster

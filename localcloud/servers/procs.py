@@ -16,8 +16,10 @@ import time
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
+from localcloud.errors import LocalCloudError
 
-class StartError(RuntimeError):
+
+class StartError(LocalCloudError):
     """A server did not come up; the message says which and where its log is."""
 
 

@@ -18,7 +18,7 @@ from typing import Any
 from botocore.exceptions import ClientError
 
 from localcloud.config import REPO_ROOT, aws_session
-from localcloud.stack import FunctionSpec, KinesisTrigger, Stack
+from localcloud.stack.model import FunctionSpec, KinesisTrigger, Stack
 
 CODE_ROOT_TAG = "localcloud:code-root"
 ROLE_SUFFIX = "local-role"

@@ -12,9 +12,10 @@ from typing import Any
 import yaml
 
 from localcloud.config import REPO_ROOT
+from localcloud.errors import LocalCloudError
 
 
-class StackError(ValueError):
+class StackError(LocalCloudError, ValueError):
     """The stack definition is missing a value or has one out of range."""
 
 

@@ -1,4 +1,4 @@
-"""Build the Lambda deployment zips: `python -m localcloud.package [--out build/lambda]` (`make package`).
+"""Build the Lambda deployment zips: `python -m localcloud.stack.package [--out build/lambda]` (`make package`).
 
 One zip per function of infrastructure/stack.yaml, named `<function>.zip`, which Terraform uploads. The zip
 root holds the function's packages (e.g. `ingest/`, `common/`, exactly as under functions/) plus the runtime
@@ -25,7 +25,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from localcloud.config import REPO_ROOT
-from localcloud.stack import FunctionSpec, load_stack
+from localcloud.stack.model import FunctionSpec, load_stack
 
 # What the functions import at run time, by distribution name. Versions come from requirements.lock (the
 # same pins the tests use); the lock also constrains every transitive dependency.
@@ -173,7 +173,7 @@ def build_all(
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m localcloud.package", description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(prog="python -m localcloud.stack.package", description=__doc__.splitlines()[0])
     parser.add_argument("--out", type=Path, default=REPO_ROOT / "build" / "lambda", help="output folder")
     parser.add_argument("--stack", type=Path, default=REPO_ROOT / "infrastructure" / "stack.yaml")
     parser.add_argument("--function", action="append", default=[], help="only this function (repeatable)")

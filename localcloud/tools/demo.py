@@ -19,9 +19,12 @@ from typing import Any
 
 import psycopg
 
-from localcloud.cli import SIMULATOR, CliError, fire_schedule, registry_for, runtime_request, step
 from localcloud.config import REPO_ROOT, Settings, aws_session, read_env_file
-from localcloud.kpi_report import fleet_summary
+from localcloud.errors import LocalCloudError
+from localcloud.lifecycle.components import SIMULATOR, registry_for
+from localcloud.progress import step
+from localcloud.runtime.client import fire_schedule, runtime_request
+from localcloud.tools.kpi_report import fleet_summary
 
 PREFIX = "demo-"
 HISTORY = timedelta(minutes=65)
@@ -37,7 +40,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def simulator_argv(devices: int, start: datetime) -> list[str]:
     live_s = 7 * 24 * 3600  # a week of real time after the history; `localcloud down` ends it sooner
     return [
-        sys.executable, "-m", "localcloud.simulator", "--devices", str(devices), "--prefix", PREFIX, "--seed", "1",
+        sys.executable, "-m", "localcloud.tools.simulator", "--devices", str(devices), "--prefix", PREFIX, "--seed", "1",
         "--rate", "6", "--start", start.isoformat(), "--duration", str(int(HISTORY.total_seconds()) + live_s),
         "--duplicates", "0.01", "--late", "0.01", "--malformed", "0.005",
         "--offline", f"1:{live_s // 60 + 60}@{SILENT_AT_MINUTE}", "--progress-every", "60",
@@ -46,7 +49,7 @@ def simulator_argv(devices: int, start: datetime) -> list[str]:
 
 def run_demo(settings: Settings, args: argparse.Namespace) -> None:
     if not settings.env_file.exists():
-        raise CliError("the local cloud is not up: run `localcloud up` (or `make local-up`) first")
+        raise LocalCloudError("the local cloud is not up: run `localcloud up` (or `make local-up`) first")
     env = read_env_file(settings.env_file)
     registry = registry_for(settings)
     inbox = AlertsInbox(env)
@@ -88,14 +91,14 @@ def wait_for_history(settings: Settings, conn: psycopg.Connection, timeout: floa
         if newest is not None and newest > datetime.now(UTC) - timedelta(minutes=1) and behind == 0:
             return
         if time.monotonic() > deadline:
-            raise CliError(f"the history was not ingested within {timeout:.0f}s; see `localcloud status`")
+            raise LocalCloudError(f"the history was not ingested within {timeout:.0f}s; see `localcloud status`")
         time.sleep(3)
 
 
 def fire(settings: Settings, schedule: str) -> dict[str, Any]:
     result = fire_schedule(settings, schedule)
     if not result["ok"]:
-        raise CliError(f"{schedule} failed: {result['error']}\n{result['log_tail']}")
+        raise LocalCloudError(f"{schedule} failed: {result['error']}\n{result['log_tail']}")
     return result["payload"]
 
 

@@ -6,7 +6,7 @@ a SQL error of the IoT rule for a payload that is not a JSON object); the hourly
 The module runs a local cloud of its own (and the hostile-payload test one more): several faults stop parts
 of it or delete its topic, and the counters compared here (ingest_stats, the rule's sql_errors) are global.
 (g), SNS gone during the alerts run, is here too; (f), the archive crashing between upload and drop (at each
-step), is in tests/integration/test_archive.py: it needs a crash hook inside the function, which the deployed
+step), is in tests/functions/archive/test_archive.py: it needs a crash hook inside the function, which the deployed
 function does not have."""
 
 from __future__ import annotations
@@ -24,11 +24,11 @@ from pathlib import Path
 import psycopg
 import pytest
 
-from localcloud.postgres import PostgresCluster, PostgresError
-from localcloud.procs import pid_alive
-from localcloud.simulator import Options, Simulation
-from localcloud.simulator.model import MALFORMED, OVERSIZE, STORED_KINDS
-from localcloud.simulator.publisher import MqttPublisher
+from localcloud.servers.postgres import PostgresCluster, PostgresError
+from localcloud.servers.procs import pid_alive
+from localcloud.tools.simulator import Options, Simulation
+from localcloud.tools.simulator.model import MALFORMED, OVERSIZE, STORED_KINDS
+from localcloud.tools.simulator.publisher import MqttPublisher
 from tests.fixtures.local_cloud import LocalCloud, running_cloud, wait_until
 
 pytestmark = pytest.mark.e2e

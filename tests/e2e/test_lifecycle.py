@@ -10,7 +10,7 @@ import paho.mqtt.publish as mqtt_publish
 import pytest
 
 from localcloud.config import REPO_ROOT, read_env_file
-from localcloud.procs import pid_alive, port_open
+from localcloud.servers.procs import pid_alive, port_open
 from tests.fixtures.local_cloud import LocalCloud, wait_until
 
 pytestmark = pytest.mark.e2e
@@ -90,4 +90,6 @@ def test_up_status_invoke_down(cloud: LocalCloud):
     assert [name for name, pid in pids.items() if pid_alive(pid)] == []
     assert [name for name, port in cloud.ports.items() if port_open("127.0.0.1", port)] == []
     # SIGTERM stopped the runtime cleanly (every component) rather than `down` having to SIGKILL it
-    assert (cloud.state_dir / "logs" / "runtime.log").read_text().rstrip().endswith("localcloud.runtime: stopped")
+    assert (
+        (cloud.state_dir / "logs" / "runtime.log").read_text().rstrip().endswith("localcloud.runtime.process: stopped")
+    )

@@ -15,10 +15,10 @@ import psycopg
 import pytest
 from common.telemetry import DEFAULT_LIMITS, InvalidReading, parse_row
 
-from localcloud.kpi_report import fleet_summary
-from localcloud.simulator import Simulation
-from localcloud.simulator.cli import add_arguments, main, options_from
-from localcloud.simulator.model import LATE, LOST_OFFLINE, MALFORMED, OVERSIZE, STORED_KINDS
+from localcloud.tools.kpi_report import fleet_summary
+from localcloud.tools.simulator import Simulation
+from localcloud.tools.simulator.cli import add_arguments, main, options_from
+from localcloud.tools.simulator.model import LATE, LOST_OFFLINE, MALFORMED, OVERSIZE, STORED_KINDS
 from tests.fixtures.local_cloud import LocalCloud, wait_until
 
 pytestmark = pytest.mark.e2e

@@ -25,7 +25,7 @@ from psycopg import sql
 from psycopg.conninfo import make_conninfo
 from psycopg.types.json import Jsonb
 
-from localcloud.grafana.dashboards import (
+from localcloud.tools.grafana.dashboards import (
     REPO_ROOT,
     PanelQuery,
     iter_panels,
@@ -33,7 +33,7 @@ from localcloud.grafana.dashboards import (
     panel_queries,
     resolve_variables,
 )
-from localcloud.grafana.expand import TimeRange
+from localcloud.tools.grafana.expand import TimeRange
 
 DASHBOARDS = load_dashboards()
 QUERIES = [query for dashboard in DASHBOARDS for query in panel_queries(dashboard)]

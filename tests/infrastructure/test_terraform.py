@@ -20,8 +20,8 @@ import pytest
 import yaml
 
 from localcloud.config import REPO_ROOT
-from localcloud.deploy import deploy_stack
-from localcloud.stack import load_stack
+from localcloud.stack.deploy import deploy_stack
+from localcloud.stack.model import load_stack
 
 TF_DIR = REPO_ROOT / "infrastructure" / "terraform"
 STACK_FILE = REPO_ROOT / "infrastructure" / "stack.yaml"

@@ -1,6 +1,6 @@
 """Pure decisions of the Kinesis event source mapping: batches, function responses, retries, checkpoints.
 
-No I/O here: the shard worker (`localcloud.esm.shard`) feeds records in and performs what these functions decide.
+No I/O here: the shard worker (`localcloud.runtime.esm.shard`) feeds records in and performs what these functions decide.
 The rules follow AWS's documentation of Lambda with Kinesis ("Reporting batch item failures", "Error handling").
 """
 

@@ -11,7 +11,7 @@ from collections.abc import Sequence
 from datetime import UTC, datetime
 from typing import Any
 
-from localcloud.esm.batching import Record
+from localcloud.runtime.esm.batching import Record
 
 
 def record_event(

@@ -18,9 +18,9 @@ from botocore.config import Config
 from botocore.exceptions import BotoCoreError, ClientError
 
 from localcloud.config import aws_session
-from localcloud.esm.batching import MappingConfig
-from localcloud.esm.checkpoints import CheckpointStore
-from localcloud.esm.shard import ShardContext, ShardWorker
+from localcloud.runtime.esm.batching import MappingConfig
+from localcloud.runtime.esm.checkpoints import CheckpointStore
+from localcloud.runtime.esm.shard import ShardContext, ShardWorker
 
 log = logging.getLogger(__name__)
 

@@ -2,7 +2,7 @@
 
 The reader keeps a shard iterator and hands records to lanes by partition key (one key, one lane, so a key's
 records are never in flight twice nor out of order). Each lane builds batches, invokes the function, applies the
-retry rules of `localcloud.esm.batching`, and marks records complete; the shard's checkpoint advances only past a
+retry rules of `localcloud.runtime.esm.batching`, and marks records complete; the shard's checkpoint advances only past a
 fully completed prefix and is persisted after each batch.
 """
 
@@ -21,8 +21,8 @@ from typing import Any
 
 from botocore.exceptions import BotoCoreError, ClientError
 
-from localcloud.esm import events
-from localcloud.esm.batching import (
+from localcloud.runtime.esm import events
+from localcloud.runtime.esm.batching import (
     CheckpointTracker,
     MappingConfig,
     Outcome,
@@ -38,7 +38,7 @@ from localcloud.esm.batching import (
     next_step,
     split_expired,
 )
-from localcloud.esm.checkpoints import CheckpointStore
+from localcloud.runtime.esm.checkpoints import CheckpointStore
 
 log = logging.getLogger(__name__)
 

@@ -12,7 +12,7 @@ Each topic filter is subscribed once with an MQTT 5 subscription identifier, so 
 rules never double-process a message. Retained messages are not sent to the engine (AWS rules ignore them too).
 
 clientid() is the MQTT 5 user property `CLIENT_ID_PROPERTY` (last one wins), which our mosquitto plugin appends
-with the publisher's real client id (see localcloud/mqtt_broker.py); without the plugin it is Undefined unless
+with the publisher's real client id (see localcloud/servers/mqtt_broker.py); without the plugin it is Undefined unless
 the publisher sets it.
 """
 
@@ -37,10 +37,18 @@ from paho.mqtt.properties import Properties
 from paho.mqtt.subscribeoptions import SubscribeOptions
 
 from localcloud.config import aws_session
-from localcloud.iot.forwarder import KinesisForwarder, Record
-from localcloud.iot.sql import Message, Rule, SqlEvaluationError, Template, UnsupportedSql, parse_rule, parse_template
-from localcloud.iot.topics import topic_matches
-from localcloud.mqtt_broker import CLIENT_ID_PROPERTY
+from localcloud.runtime.iot.forwarder import KinesisForwarder, Record
+from localcloud.runtime.iot.sql import (
+    Message,
+    Rule,
+    SqlEvaluationError,
+    Template,
+    UnsupportedSql,
+    parse_rule,
+    parse_template,
+)
+from localcloud.runtime.iot.topics import topic_matches
+from localcloud.servers.mqtt_broker import CLIENT_ID_PROPERTY
 
 LOG = logging.getLogger(__name__)
 DEFAULT_CLIENT_ID = "iotkpi-rules-engine"
@@ -319,7 +327,7 @@ _COUNTS = ("matched", "filtered", "sql_errors", "forwarded", "error_action", "dr
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Run the engine until SIGTERM/SIGINT: python -m localcloud.iot.engine --endpoint-url URL ..."""
+    """Run the engine until SIGTERM/SIGINT: python -m localcloud.runtime.iot.engine --endpoint-url URL ..."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--endpoint-url", required=True)
     parser.add_argument("--region", default="us-east-1")

@@ -25,7 +25,7 @@ from typing import Any
 
 from botocore.exceptions import BotoCoreError, ClientError
 
-from localcloud.iot.sql import Message
+from localcloud.runtime.iot.sql import Message
 
 LOG = logging.getLogger(__name__)
 

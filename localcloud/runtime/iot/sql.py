@@ -8,7 +8,7 @@ literals, `+ - * / %`, unary `-`, `topic()`/`topic(n)` (1-based), `timestamp()`,
 one single-quoted topic filter with `+`/`#`. Anything else (other functions, CASE, IN, LIKE, JOIN, nested SELECT,
 another SQL version) raises `UnsupportedSql` when the rule is loaded, never silently at run time.
 
-Value semantics (Undefined, type rules of the operators) are described in localcloud/iot/sql_ast.py.
+Value semantics (Undefined, type rules of the operators) are described in localcloud/runtime/iot/sql_ast.py.
 Payloads that are not a JSON object (binary, or a JSON array/scalar): field references are Undefined; a lone
 `SELECT *` forwards the payload bytes unchanged (as AWS does for binary payloads); `*` together with other items
 raises `SqlEvaluationError` (AWS fails the rule for that message too). An empty payload counts as `{}`.
@@ -22,7 +22,7 @@ import re
 from dataclasses import dataclass
 from typing import Any
 
-from localcloud.iot.sql_ast import (
+from localcloud.runtime.iot.sql_ast import (
     UNDEFINED,
     Binary,
     Call,
@@ -38,7 +38,7 @@ from localcloud.iot.sql_ast import (
     parse_payload,
     to_bool,
 )
-from localcloud.iot.topics import InvalidTopicFilter, validate_filter
+from localcloud.runtime.iot.topics import InvalidTopicFilter, validate_filter
 
 __all__ = [
     "UNDEFINED",

@@ -1,4 +1,4 @@
-"""Values and expression nodes of the IoT SQL evaluator (see localcloud/iot/sql.py for the supported subset).
+"""Values and expression nodes of the IoT SQL evaluator (see localcloud/runtime/iot/sql.py for the supported subset).
 
 Semantics follow AWS's operator tables where they matter:
 - a missing field is Undefined; Undefined select items are left out of the output;

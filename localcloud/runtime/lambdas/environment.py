@@ -22,9 +22,9 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from localcloud.lambdas.function import FunctionConfig
-from localcloud.lambdas.output import LogEvent, OutputCapture, epoch_ms
-from localcloud.lambdas.worker import recv_message, send_message
+from localcloud.runtime.lambdas.function import FunctionConfig
+from localcloud.runtime.lambdas.output import LogEvent, OutputCapture, epoch_ms
+from localcloud.runtime.lambdas.worker import recv_message, send_message
 
 # Lambda gives an on-demand environment's init phase 10 s, then retries it within the invocation's timeout.
 INIT_LIMIT_S = 10.0
@@ -105,7 +105,7 @@ class ExecutionEnvironment:
     def _spawn(self) -> None:
         parent, child = socket.socketpair()
         self._proc = subprocess.Popen(
-            [sys.executable, "-u", "-m", "localcloud.lambdas.worker", str(child.fileno())],
+            [sys.executable, "-u", "-m", "localcloud.runtime.lambdas.worker", str(child.fileno())],
             env=self._env,
             cwd=self._launch_dir,
             stdin=subprocess.DEVNULL,

@@ -30,9 +30,9 @@ from botocore.config import Config
 from botocore.exceptions import BotoCoreError, ClientError
 
 from localcloud.config import REPO_ROOT, aws_session
-from localcloud.lambdas.cloudwatch import LogShipper
-from localcloud.lambdas.environment import ExecutionEnvironment
-from localcloud.lambdas.function import (
+from localcloud.runtime.lambdas.cloudwatch import LogShipper
+from localcloud.runtime.lambdas.environment import ExecutionEnvironment
+from localcloud.runtime.lambdas.function import (
     FunctionConfig,
     FunctionConfigError,
     FunctionNotFoundError,

@@ -7,7 +7,7 @@ import threading
 import time
 from typing import Any
 
-from localcloud.lambdas.worker import PHASE_END
+from localcloud.runtime.lambdas.worker import PHASE_END
 
 _MAX_LINE_BYTES = 256 * 1024
 _SETTLE_S = 5.0

@@ -1,6 +1,6 @@
 """One Lambda execution environment: a process that imports the handler once, then serves invocations.
 
-Started by the invoker as `python -u -m localcloud.lambdas.worker FD` with exactly the function's environment.
+Started by the invoker as `python -u -m localcloud.runtime.lambdas.worker FD` with exactly the function's environment.
 It behaves like AWS's Python runtime client (awslambdaric): the handler module is imported at start-up (init);
 each invocation gets a LambdaContext; unhandled errors are answered with Lambda's error shape and logged as
 `[ERROR] Type: message` plus the traceback; the root logger writes `[LEVEL]\\ttime\\trequest id\\tmessage`.
@@ -28,7 +28,7 @@ import traceback
 from collections.abc import Callable
 from typing import Any
 
-from localcloud.lambdas.context import LambdaContext
+from localcloud.runtime.lambdas.context import LambdaContext
 
 PHASE_END = b"\x00\x1elocalcloud:phase-end\x1e\x00\n"
 _HEADER = struct.Struct("!I")

@@ -26,7 +26,7 @@ from typing import Any, Protocol
 from botocore.exceptions import BotoCoreError, ClientError
 
 from localcloud.config import aws_session
-from localcloud.schedule_expressions import ScheduleExpression, ScheduleExpressionError, parse
+from localcloud.runtime.scheduler.expressions import ScheduleExpression, ScheduleExpressionError, parse
 
 log = logging.getLogger(__name__)
 

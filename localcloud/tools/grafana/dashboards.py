@@ -12,7 +12,7 @@ from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from localcloud.grafana.expand import ALL, Interval, TimeRange, Variable, calculate_interval, expand
+from localcloud.tools.grafana.expand import ALL, Interval, TimeRange, Variable, calculate_interval, expand
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 DASHBOARDS_DIR = REPO_ROOT / "grafana" / "dashboards"

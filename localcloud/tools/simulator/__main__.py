@@ -1,7 +1,7 @@
-"""`python -m localcloud.simulator ...`"""
+"""`python -m localcloud.tools.simulator ...`"""
 
 import sys
 
-from localcloud.simulator.cli import main
+from localcloud.tools.simulator.cli import main
 
 sys.exit(main())

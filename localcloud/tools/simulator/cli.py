@@ -1,4 +1,4 @@
-"""`python -m localcloud.simulator`: simulate a fleet over the local (or any) MQTT broker."""
+"""`python -m localcloud.tools.simulator`: simulate a fleet over the local (or any) MQTT broker."""
 
 from __future__ import annotations
 
@@ -10,9 +10,9 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 from localcloud.config import Settings, read_env_file
-from localcloud.simulator.generator import Simulation
-from localcloud.simulator.model import OfflineSchedule, Options
-from localcloud.simulator.publisher import PublishError, publish_simulation
+from localcloud.tools.simulator.generator import Simulation
+from localcloud.tools.simulator.model import OfflineSchedule, Options
+from localcloud.tools.simulator.publisher import PublishError, publish_simulation
 
 
 def _timestamp(text: str) -> datetime:
@@ -103,6 +103,6 @@ def run(args: argparse.Namespace) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m localcloud.simulator", description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(prog="python -m localcloud.tools.simulator", description=__doc__.splitlines()[0])
     add_arguments(parser)
     return run(parser.parse_args(argv))

@@ -14,8 +14,8 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from localcloud.simulator import payloads
-from localcloud.simulator.model import (
+from localcloud.tools.simulator import payloads
+from localcloud.tools.simulator.model import (
     DUPLICATE,
     LATE,
     LOST_OFFLINE,
@@ -27,7 +27,7 @@ from localcloud.simulator.model import (
     OfflineSpan,
     Options,
 )
-from localcloud.simulator.signals import DeviceSignals
+from localcloud.tools.simulator.signals import DeviceSignals
 
 DUPLICATE_DELAY_S = (0.05, 5.0)  # a device re-sends when it missed the acknowledgement
 OUT_OF_ORDER_DELAY_INTERVALS = (1.2, 2.5)  # held back past the next reading or two

@@ -12,9 +12,9 @@ from pathlib import Path
 
 import paho.mqtt.client as mqtt
 
-from localcloud.simulator.generator import Simulation
-from localcloud.simulator.model import LOST_OFFLINE, Message
-from localcloud.simulator.report import Report
+from localcloud.tools.simulator.generator import Simulation
+from localcloud.tools.simulator.model import LOST_OFFLINE, Message
+from localcloud.tools.simulator.report import Report
 
 QOS = 1
 

@@ -11,7 +11,7 @@ from datetime import timedelta
 from pathlib import Path
 from typing import TextIO
 
-from localcloud.simulator.model import KINDS, LOST_OFFLINE, Message, OfflineSpan, Options
+from localcloud.tools.simulator.model import KINDS, LOST_OFFLINE, Message, OfflineSpan, Options
 
 _SHORT = {"out_of_order": "ooo", "duplicate": "dup", "lost_offline": "lost"}
 

@@ -15,7 +15,6 @@ import pytest
 from aggregate import handler
 from aggregate.service import run_full_recompute, run_incremental
 from common.db import Database
-from common.migrations import migrate
 from psycopg.conninfo import make_conninfo
 from psycopg.rows import dict_row
 
@@ -61,19 +60,6 @@ class R:
 
 def utc(hour: int, minute: int = 0, second: int = 0, micro: int = 0, day: int = 10) -> datetime:
     return datetime(2024, 3, day, hour, minute, second, micro, tzinfo=UTC)
-
-
-@pytest.fixture
-def url(database_url):
-    migrate(database_url)
-    return make_conninfo(database_url, options="-c TimeZone=UTC")
-
-
-@pytest.fixture
-def db(url):
-    database = Database(lambda: url)
-    yield database
-    database.reset()
 
 
 def _floats(values: list[float | None]) -> list[float | None]:

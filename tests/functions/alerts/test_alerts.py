@@ -21,7 +21,7 @@ from common.db import Database
 from common.migrations import migrate
 from psycopg.conninfo import make_conninfo
 
-from localcloud.procs import free_port
+from localcloud.servers.procs import free_port
 
 T0 = datetime(2024, 3, 10, 12, 0, tzinfo=UTC)
 SETTINGS = AlertSettings()  # the documented defaults: offline after 15 min, resolve after 10 clear minutes
@@ -29,19 +29,6 @@ SETTINGS = AlertSettings()  # the documented defaults: offline after 15 min, res
 
 def at(minutes: float) -> datetime:
     return T0 + timedelta(minutes=minutes)
-
-
-@pytest.fixture
-def url(database_url):
-    migrate(database_url)
-    return make_conninfo(database_url, options="-c TimeZone=UTC")
-
-
-@pytest.fixture
-def db(url):
-    database = Database(lambda: url)
-    yield database
-    database.reset()
 
 
 @dataclass

@@ -32,7 +32,7 @@ from common.migrations import migrate
 from psycopg.conninfo import make_conninfo
 from psycopg.types.json import Jsonb
 
-from localcloud.procs import free_port
+from localcloud.servers.procs import free_port
 
 NOW = datetime.now(UTC)
 OLD_DAY = (NOW - timedelta(days=40)).date()
@@ -44,7 +44,7 @@ SELECT device_id, ts, seq, float4send(rss), float4send(battery), float4send(temp
        firmware, payload::text, received_at, ingested_at
 FROM telemetry WHERE ts >= %s AND ts < %s ORDER BY device_id, ts, seq
 """
-FUNCTIONS_DIR = Path(__file__).resolve().parents[2] / "functions"
+FUNCTIONS_DIR = Path(__file__).resolve().parents[3] / "functions"
 
 
 def at(day: date, hour: int, minute: int = 0, micro: int = 0) -> datetime:
@@ -102,6 +102,8 @@ def partition_exists(url: str, day: date) -> bool:
         return conn.execute("SELECT to_regclass(%s)", (f"telemetry_p{day:%Y%m%d}",)).fetchone()[0] is not None
 
 
+# Overrides the shared UTC `url` of tests/functions/conftest.py: the archive must not depend on the session's
+# time zone.
 @pytest.fixture
 def url(database_url):
     migrate(database_url)

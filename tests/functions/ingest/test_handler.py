@@ -14,7 +14,7 @@ import pytest
 from common.migrations import migrate
 from ingest import handler
 
-from localcloud.postgres import PostgresCluster, temporary_cluster
+from localcloud.servers.postgres import PostgresCluster, temporary_cluster
 
 STREAM_ARN = "arn:aws:kinesis:us-east-1:123456789012:stream/iotkpi-telemetry"
 SHARD = "shardId-000000000000"
@@ -94,16 +94,6 @@ def emitted_metrics(output: str) -> dict[str, float]:
                 values if isinstance(values, list) else [values]
             )
     return totals
-
-
-@pytest.fixture
-def ingest_db(database_url: str, monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
-    migrate(database_url)
-    monkeypatch.setenv("DATABASE_URL", database_url)
-    monkeypatch.delenv("INGEST_DLQ_URL", raising=False)
-    handler.database.reset()  # the module's warm connection belongs to the previous test's database
-    yield database_url
-    handler.database.reset()
 
 
 def rows(url: str, query: str, params: tuple = ()) -> list[tuple]:

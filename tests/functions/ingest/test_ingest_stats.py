@@ -2,30 +2,15 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 
-import pytest
-from common.migrations import migrate
-from ingest import handler
-
-from tests.integration.test_ingest_handler import SHARD, Stream, event, execute, invoke, reading, rows
+from tests.functions.ingest.test_handler import SHARD, Stream, event, execute, invoke, reading, rows
 
 TOTALS = """
 SELECT coalesce(sum(accepted), 0), coalesce(sum(duplicates), 0), coalesce(sum(rejected), 0),
        coalesce(sum(batches), 0)
 FROM ingest_stats WHERE shard_id = %s
 """
-
-
-@pytest.fixture
-def ingest_db(database_url: str, monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
-    migrate(database_url)
-    monkeypatch.setenv("DATABASE_URL", database_url)
-    monkeypatch.delenv("INGEST_DLQ_URL", raising=False)
-    handler.database.reset()  # the module's warm connection belongs to the previous test's database
-    yield database_url
-    handler.database.reset()
 
 
 def totals(url: str) -> tuple[int, int, int, int]:

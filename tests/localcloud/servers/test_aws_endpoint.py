@@ -1,4 +1,4 @@
-"""The local AWS endpoint (moto server + localcloud.moto_patches) over real HTTP.
+"""The local AWS endpoint (moto server + localcloud.servers.moto_patches) over real HTTP.
 
 Kinesis tests use the session endpoint; Lambda Invoke tests use a second endpoint whose
 LOCALCLOUD_RUNTIME_URL points at a tiny real HTTP server playing the local Lambda runtime.
@@ -25,7 +25,7 @@ import pytest
 from botocore.config import Config
 from botocore.exceptions import ClientError
 
-from localcloud.procs import free_port, terminate_group
+from localcloud.servers.procs import free_port, terminate_group
 from tests.fixtures.aws import REGION, AwsEndpoint, start_moto
 
 ROLE_ARN = "arn:aws:iam::123456789012:role/x"
@@ -336,7 +336,7 @@ def test_event_source_mapping_round_trips_every_field_the_poller_uses(aws_endpoi
 def test_applying_the_patches_twice_changes_nothing():
     # In a child process: patching moto's classes here would leak into other tests' in-process moto.
     script = """
-from localcloud import moto_patches
+from localcloud.servers import moto_patches
 from moto.awslambda.models import EventSourceMapping, LambdaBackend
 from moto.kinesis.models import Shard, Stream
 from moto.kinesis.responses import KinesisResponse

@@ -14,8 +14,8 @@ import pytest
 import yaml
 
 from localcloud.config import REPO_ROOT
-from localcloud.deploy import CODE_ROOT_TAG, deploy_stack, zip_packages
-from localcloud.stack import load_stack
+from localcloud.stack.deploy import CODE_ROOT_TAG, deploy_stack, zip_packages
+from localcloud.stack.model import load_stack
 
 PROBE_STACK = REPO_ROOT / "tests" / "stacks" / "probe-stack.yaml"
 DATABASE_URL = "postgresql://probe:secret@127.0.0.1:1/probe"
@@ -88,7 +88,7 @@ def test_every_resource_reads_back_as_the_stack_file_says_after_two_deploys(aws_
         "ARCHIVE_BUCKET": outputs["ARCHIVE_BUCKET"],
         "ALERTS_TOPIC_ARN": outputs["ALERTS_TOPIC_ARN"],
     }
-    assert function["Tags"][CODE_ROOT_TAG] == "tests/functions"
+    assert function["Tags"][CODE_ROOT_TAG] == "tests/probe_lambdas"
     assert function["Concurrency"]["ReservedConcurrentExecutions"] == spec.reserved_concurrency
     assert len([f for f in lam.list_functions()["Functions"] if f["FunctionName"] == function_name]) == 1
 

@@ -1,4 +1,4 @@
-"""`python -m localcloud.package` (make package): deployable zips whose handlers import in a fresh virtualenv.
+"""`python -m localcloud.stack.package` (make package): deployable zips whose handlers import in a fresh virtualenv.
 
 The zips are built for the Lambda platform with the runtime's Python (3.12). When no python3.12 is on this
 machine, they are built for this interpreter's version instead, which still proves the layout and the
@@ -19,8 +19,8 @@ from pathlib import Path
 import pytest
 
 from localcloud.config import REPO_ROOT
-from localcloud.package import PackageError, build_all, handler_module_path
-from localcloud.stack import load_stack
+from localcloud.stack.model import load_stack
+from localcloud.stack.package import PackageError, build_all, handler_module_path
 
 STACK_FILE = REPO_ROOT / "infrastructure" / "stack.yaml"
 STACK = load_stack(STACK_FILE)
@@ -50,7 +50,7 @@ def built(tmp_path_factory) -> dict[str, Path]:
         pytest.skip("no function of stack.yaml has its packages yet")
     out = tmp_path_factory.mktemp("lambda")
     result = subprocess.run(
-        [sys.executable, "-m", "localcloud.package", "--out", str(out), "--python-version", BUILD_VERSION]
+        [sys.executable, "-m", "localcloud.stack.package", "--out", str(out), "--python-version", BUILD_VERSION]
         + [arg for key in PACKAGED for arg in ("--function", key)],
         cwd=REPO_ROOT, capture_output=True, text=True, timeout=280,
     )  # fmt: skip

@@ -7,8 +7,8 @@ import pytest
 from aws_lambda_powertools.utilities.data_classes import KinesisStreamEvent
 from aws_lambda_powertools.utilities.parser.models import KinesisDataStreamModel
 
-from localcloud.esm import events
-from localcloud.esm.batching import (
+from localcloud.runtime.esm import events
+from localcloud.runtime.esm.batching import (
     EVENT_ENVELOPE_BYTES,
     CheckpointTracker,
     MappingConfig,

@@ -15,8 +15,8 @@ from collections import defaultdict
 
 import pytest
 
-from localcloud.esm import EventSourceMappingPoller
-from localcloud.lambdas import invoker as lambda_invoker
+from localcloud.runtime.esm import EventSourceMappingPoller
+from localcloud.runtime.lambdas import invoker as lambda_invoker
 
 REGION = "us-east-1"
 ROLE = "arn:aws:iam::123456789012:role/x"
@@ -66,7 +66,7 @@ class Harness:
             Code={"ZipFile": code.getvalue()},
             Timeout=30,
             Environment={"Variables": {"ESM_PROBE_LOG": str(self.log)}},
-            Tags={"localcloud:code-root": "tests/functions"},
+            Tags={"localcloud:code-root": "tests/probe_lambdas"},
         )
         return self.name
 

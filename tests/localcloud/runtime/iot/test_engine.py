@@ -18,8 +18,8 @@ import pytest
 from paho.mqtt.enums import CallbackAPIVersion
 
 from localcloud.config import REPO_ROOT
-from localcloud.iot.engine import RuleLoadError, RulesEngine
-from localcloud.procs import terminate_group
+from localcloud.runtime.iot.engine import RuleLoadError, RulesEngine
+from localcloud.servers.procs import terminate_group
 
 ROLE = "arn:aws:iam::123456789012:role/iot-rules"
 FIXED_NOW_S = 1_700_000_000.25
@@ -267,7 +267,7 @@ def test_engine_killed_mid_stream_loses_nothing(cloud: Cloud, mqtt_broker: Any, 
     """SIGKILL the engine process while it works and while messages keep coming; QoS 1 + the session redeliver."""
     stream = cloud.stream(shards=2)
     cloud.rule(f"SELECT *, topic(2) AS device_id FROM 'crash-{cloud.tag}/+/telemetry'", stream)
-    argv = [sys.executable, "-m", "localcloud.iot.engine", "--endpoint-url", cloud.endpoint.url,
+    argv = [sys.executable, "-m", "localcloud.runtime.iot.engine", "--endpoint-url", cloud.endpoint.url,
             "--mqtt-host", mqtt_broker.host, "--mqtt-port", str(mqtt_broker.port), "--client-id", f"engine-{cloud.tag}"]  # fmt: skip
 
     def run_engine() -> subprocess.Popen:

@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from localcloud.iot.sql import Message, SqlEvaluationError, UnsupportedSql, parse_rule, parse_template
+from localcloud.runtime.iot.sql import Message, SqlEvaluationError, UnsupportedSql, parse_rule, parse_template
 
 TOPIC = "devices/dev-7/telemetry"
 PAYLOAD = {

@@ -8,8 +8,8 @@ from typing import Any
 from hypothesis import given
 from hypothesis import strategies as st
 
-from localcloud.iot.sql import Message, SqlEvaluationError, parse_rule, parse_template
-from localcloud.iot.topics import topic_matches
+from localcloud.runtime.iot.sql import Message, SqlEvaluationError, parse_rule, parse_template
+from localcloud.runtime.iot.topics import topic_matches
 
 LEVEL = st.text(st.characters(blacklist_characters="/+#\x00", blacklist_categories=("Cs",)), max_size=8)
 TOPIC = st.lists(LEVEL, min_size=1, max_size=6).map("/".join).filter(lambda t: not t.startswith("$"))

@@ -2,7 +2,7 @@
 
 import pytest
 
-from localcloud.iot.topics import InvalidTopicFilter, topic_matches, validate_filter
+from localcloud.runtime.iot.topics import InvalidTopicFilter, topic_matches, validate_filter
 
 
 @pytest.mark.parametrize(

@@ -1,4 +1,4 @@
-"""The local Lambda invoker against a real moto server, running the probe function (tests/functions/probe)."""
+"""The local Lambda invoker against a real moto server, running the probe function (tests/probe_lambdas/probe)."""
 
 from __future__ import annotations
 
@@ -14,10 +14,10 @@ from pathlib import Path
 import pytest
 
 from localcloud.config import REPO_ROOT
-from localcloud.lambdas.cloudwatch import LogShipper
-from localcloud.lambdas.function import CODE_ROOT_TAG, FunctionNotFoundError
-from localcloud.lambdas.invoker import LambdaInvoker
-from localcloud.procs import free_port, pid_alive
+from localcloud.runtime.lambdas.cloudwatch import LogShipper
+from localcloud.runtime.lambdas.function import CODE_ROOT_TAG, FunctionNotFoundError
+from localcloud.runtime.lambdas.invoker import LambdaInvoker
+from localcloud.servers.procs import free_port, pid_alive
 from tests.fixtures.aws import REGION
 
 PROBE_DIR = REPO_ROOT / "tests" / "functions" / "probe"
@@ -64,7 +64,7 @@ def deploy_probe(aws_endpoint, lambda_role, probe_zip):
             Timeout=timeout,
             MemorySize=memory,
             Environment={"Variables": environment or {}},
-            Tags={CODE_ROOT_TAG: "tests/functions"},
+            Tags={CODE_ROOT_TAG: "tests/probe_lambdas"},
         )
         if reserved_concurrency is not None:
             lambda_client.put_function_concurrency(FunctionName=name, ReservedConcurrentExecutions=reserved_concurrency)

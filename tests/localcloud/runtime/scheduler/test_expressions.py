@@ -2,7 +2,7 @@ from datetime import UTC, datetime, timedelta, timezone
 
 import pytest
 
-from localcloud.schedule_expressions import ScheduleExpressionError, parse
+from localcloud.runtime.scheduler.expressions import ScheduleExpressionError, parse
 
 
 def utc(*args: int) -> datetime:

@@ -13,10 +13,10 @@ import pytest
 import yaml
 
 from localcloud.config import REPO_ROOT
-from localcloud.deploy import deploy_stack
-from localcloud.lambdas.invoker import LambdaInvoker
-from localcloud.scheduler import Scheduler, UnknownScheduleError
-from localcloud.stack import load_stack
+from localcloud.runtime.lambdas.invoker import LambdaInvoker
+from localcloud.runtime.scheduler.scheduler import Scheduler, UnknownScheduleError
+from localcloud.stack.deploy import deploy_stack
+from localcloud.stack.model import load_stack
 
 T0 = datetime(2030, 1, 1, 0, 0, 30, tzinfo=UTC)
 

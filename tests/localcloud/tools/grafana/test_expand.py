@@ -6,8 +6,8 @@ from datetime import UTC, datetime, timedelta, timezone
 
 import pytest
 
-from localcloud.grafana.dashboards import current_value, custom_options
-from localcloud.grafana.expand import (
+from localcloud.tools.grafana.dashboards import current_value, custom_options
+from localcloud.tools.grafana.expand import (
     ALL,
     Interval,
     TimeRange,

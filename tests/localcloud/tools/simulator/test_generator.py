@@ -1,6 +1,6 @@
-"""The device simulator's pure part (localcloud.simulator): reproducible, realistic, each behaviour present at
+"""The device simulator's pure part (localcloud.tools.simulator): reproducible, realistic, each behaviour present at
 about the requested rate, and its good and bad messages judged as the pipeline judges them: through the
-stack's own topic rule (localcloud.iot.sql) and the ingest's validation (common.telemetry)."""
+stack's own topic rule (localcloud.runtime.iot.sql) and the ingest's validation (common.telemetry)."""
 
 from __future__ import annotations
 
@@ -15,11 +15,12 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from localcloud.config import STACK_FILE
-from localcloud.iot.sql import Message as MqttMessage
-from localcloud.iot.sql import SqlEvaluationError, parse_rule
-from localcloud.simulator import OfflineSchedule, Options, Report, Simulation
-from localcloud.simulator.cli import add_arguments, options_from
-from localcloud.simulator.model import (
+from localcloud.runtime.iot.sql import Message as MqttMessage
+from localcloud.runtime.iot.sql import SqlEvaluationError, parse_rule
+from localcloud.stack.model import load_stack
+from localcloud.tools.simulator import OfflineSchedule, Options, Report, Simulation
+from localcloud.tools.simulator.cli import add_arguments, options_from
+from localcloud.tools.simulator.model import (
     DUPLICATE,
     LATE,
     LOST_OFFLINE,
@@ -29,9 +30,8 @@ from localcloud.simulator.model import (
     STORED_KINDS,
     VALID,
 )
-from localcloud.simulator.payloads import MALFORMED_VARIANTS
-from localcloud.simulator.signals import RSS_RANGE_DBM
-from localcloud.stack import load_stack
+from localcloud.tools.simulator.payloads import MALFORMED_VARIANTS
+from localcloud.tools.simulator.signals import RSS_RANGE_DBM
 
 START = datetime(2024, 6, 1, 10, 0, tzinfo=UTC)
 EVERYTHING = dict(duplicates=0.05, late=0.04, out_of_order=0.03, malformed=0.05, oversize=0.02, clock_skew_s=30.0)

@@ -14,11 +14,11 @@ from datetime import UTC, datetime, timedelta
 import paho.mqtt.client as mqtt
 import pytest
 
-from localcloud.procs import free_port
-from localcloud.simulator import OfflineSchedule, Options, Simulation, publish_simulation
-from localcloud.simulator.cli import main
-from localcloud.simulator.model import KINDS, LOST_OFFLINE
-from localcloud.simulator.publisher import PublishError
+from localcloud.servers.procs import free_port
+from localcloud.tools.simulator import OfflineSchedule, Options, Simulation, publish_simulation
+from localcloud.tools.simulator.cli import main
+from localcloud.tools.simulator.model import KINDS, LOST_OFFLINE
+from localcloud.tools.simulator.publisher import PublishError
 
 START = datetime(2024, 6, 1, 10, 0, tzinfo=UTC)
 

@@ -1,0 +1,115 @@
+"""`localcloud up`: start (or reuse) every server, migrate, deploy the stack, start the runtime, write the env
+file."""
+
+from __future__ import annotations
+
+import os
+import sys
+import time
+
+from localcloud.config import Settings, aws_client_env, import_functions, read_env_file, write_env_file
+from localcloud.lifecycle.components import (
+    MOSQUITTO,
+    MOTO,
+    RUNTIME,
+    ensure_server,
+    external_database_url,
+    mqtt_address,
+    registry_for,
+)
+from localcloud.lifecycle.deploy import deploy
+from localcloud.progress import step
+from localcloud.runtime.client import control_url, runtime_request, wait_for_runtime
+from localcloud.servers.procs import ProcessRegistry
+
+
+def up(settings: Settings) -> None:
+    started = time.monotonic()
+    settings.state_dir.mkdir(parents=True, exist_ok=True)
+    registry = registry_for(settings)
+    base_env = {**os.environ, **aws_client_env(settings.endpoint_url, settings.region)}
+    mqtt_host, mqtt_port, external_mqtt = mqtt_address(settings)
+    if settings.uses_external_endpoint:
+        step(f"AWS endpoint: using {settings.endpoint_url}")
+    else:
+        moto_env = {**base_env, "LOCALCLOUD_RUNTIME_URL": control_url(settings)}
+        argv = [sys.executable, "-m", "localcloud.servers.aws_endpoint", "--port", str(settings.moto_port)]
+        step(ensure_server(registry, MOTO, settings.moto_port, argv, moto_env))
+    if external_mqtt:
+        step(f"MQTT broker: using {mqtt_host}:{mqtt_port}")
+    else:
+        start_broker(settings, registry, mqtt_host, mqtt_port, base_env)
+    database_url = ensure_database(settings)
+    run_migrations(database_url)
+    grafana = grafana_login(database_url, read_env_file(settings.env_file).get("GRAFANA_DB_PASSWORD"))
+    outputs = deploy(settings, database_url)
+    runtime_env = {**base_env, "MQTT_HOST": mqtt_host, "MQTT_PORT": str(mqtt_port)}
+    runtime_env["LOCALCLOUD_CONTROL_PORT"] = str(settings.control_port)
+    argv = [sys.executable, "-m", "localcloud", "runtime"]
+    step(ensure_server(registry, RUNTIME, settings.control_port, argv, runtime_env))
+    wait_for_runtime(settings, lambda: registry.pid(RUNTIME) is not None, registry.log_file(RUNTIME))
+    runtime_request(settings, "POST", "/reload", timeout=30)  # a reused runtime picks up the redeploy
+    values = {
+        **aws_client_env(settings.endpoint_url, settings.region),
+        "DATABASE_URL": database_url,
+        "MQTT_HOST": mqtt_host,
+        "MQTT_PORT": str(mqtt_port),
+        "LOCALCLOUD_CONTROL_URL": control_url(settings),
+        "LOCALCLOUD_STATE_DIR": str(settings.state_dir),
+        **grafana,
+        **outputs,
+    }
+    write_env_file(settings.env_file, values)
+    print(f"\nlocal cloud up in {time.monotonic() - started:.1f}s")
+    print(f"  AWS endpoint   {settings.endpoint_url} (region {settings.region})")
+    print(f"  MQTT broker    mqtt://{mqtt_host}:{mqtt_port}")
+    print(f"  PostgreSQL     {database_url.split('@')[-1]}")
+    print(f"  runtime        {control_url(settings)}/status")
+    print(f"  logs           {settings.logs_dir}")
+    print(f"\nuse it from a shell:  . {settings.env_file}")
+
+
+def start_broker(settings: Settings, registry: ProcessRegistry, host: str, port: int, env: dict[str, str]) -> None:
+    from localcloud.servers.mqtt_broker import MosquittoBroker
+    from localcloud.servers.run_as import folder_for
+
+    broker_dir = folder_for(settings.state_dir, settings.state_dir / "mosquitto", "mqtt", MosquittoBroker.run_user())
+    broker = MosquittoBroker(broker_dir, host, port)
+    if registry.pid(MOSQUITTO) is None:
+        broker.prepare()
+    step(ensure_server(registry, MOSQUITTO, port, broker.argv(), env))
+
+
+def ensure_database(settings: Settings) -> str:
+    from localcloud.servers.postgres import private_cluster
+
+    if external_database_url(settings):
+        step("PostgreSQL: using DATABASE_URL")
+        return settings.external_database_url
+    cluster = private_cluster(settings.state_dir)
+    step(f"PostgreSQL: cluster in {cluster.root_dir} on port {cluster.port}")
+    cluster.init()
+    cluster.start()
+    return cluster.create_database("iotkpi")
+
+
+def run_migrations(database_url: str) -> None:
+    import_functions()
+    from common.migrations import migrate
+
+    applied = migrate(database_url)
+    step(f"migrations: {len(applied)} applied" + (f" ({', '.join(applied)})" if applied else ", schema up to date"))
+
+
+def grafana_login(database_url: str, password: str | None) -> dict[str, str]:
+    import psycopg
+
+    from localcloud.servers.postgres_logins import LOGIN, ensure_reader_login
+
+    try:
+        values = ensure_reader_login(database_url, password)
+    except psycopg.Error as exc:  # e.g. an external DATABASE_URL whose role may not create roles
+        step(f"grafana: no read-only login ({type(exc).__name__}: {exc}); create one in iotkpi_reader yourself")
+        return {}
+    step(f"grafana: read-only login {LOGIN} (GRAFANA_DB_* in the env file)")
+    return values

@@ -1,0 +1,1 @@
+"""EventBridge Scheduler schedules and EventBridge rules: expressions and the firing loop."""

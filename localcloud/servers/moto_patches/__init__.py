@@ -1,0 +1,15 @@
+"""Fixes to moto server's behaviour that the local cloud depends on (see README, "Where it differs").
+
+One module per AWS service. Each patch targets moto 5.2.5 (pinned) and says why it exists. `apply()` installs
+them all before the server imports any backend; it is idempotent.
+"""
+
+from __future__ import annotations
+
+from localcloud.servers.moto_patches import awslambda, kinesis
+
+
+def apply() -> None:
+    """Apply every patch; idempotent."""
+    kinesis.apply()
+    awslambda.apply()
