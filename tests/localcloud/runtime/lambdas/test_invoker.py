@@ -20,7 +20,7 @@ from localcloud.runtime.lambdas.invoker import LambdaInvoker
 from localcloud.servers.procs import free_port, pid_alive
 from tests.fixtures.aws import REGION
 
-PROBE_DIR = REPO_ROOT / "tests" / "functions" / "probe"
+PROBE_DIR = REPO_ROOT / "tests" / "probe_lambdas" / "probe"
 PROBE_HANDLER = "probe.handler.lambda_handler"
 ASSUME_ROLE = {
     "Version": "2012-10-17",
@@ -98,7 +98,7 @@ def test_function_sees_exactly_its_environment(invoker, deploy_probe, aws_endpoi
     result = invoker.invoke(name, {"action": "environ"})
 
     environ = result.payload["environ"]
-    task_root = str(REPO_ROOT / "tests" / "functions")
+    task_root = str(PROBE_DIR.parent)
     assert environ["THRESHOLD"] == "42"
     assert environ["LOG_LEVEL"] == "DEBUG"
     assert environ["AWS_LAMBDA_FUNCTION_NAME"] == name
