@@ -46,9 +46,12 @@ def test_awslocal_round_trip(aws_endpoint, tmp_path, variant):
     run_cli(
         [str(VENV_BIN / "awslocal"), "kinesis", "create-stream", "--stream-name", stream, "--shard-count", "1"], env
     )
-    listed = json.loads(run_cli([str(VENV_BIN / "awslocal"), "kinesis", "list-streams", "--output", "json"], env))
+    # describe, not list: the session's shared endpoint holds more streams than one ListStreams page
+    described = json.loads(
+        run_cli([str(VENV_BIN / "awslocal"), "kinesis", "describe-stream-summary", "--stream-name", stream], env)
+    )
 
-    assert stream in listed["StreamNames"]
+    assert described["StreamDescriptionSummary"]["StreamName"] == stream
     assert stream in aws_endpoint.client("kinesis").list_streams(Limit=10_000)["StreamNames"]
 
 
