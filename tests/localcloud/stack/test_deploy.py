@@ -129,8 +129,8 @@ def test_lambda_code_is_a_zip_of_the_function_packages(aws_endpoint, stack_file)
     deployed = aws_endpoint.client("lambda").get_function(FunctionName=outputs["PROBE_FUNCTION_NAME"])
     assert deployed["Configuration"]["CodeSha256"] == base64.b64encode(hashlib.sha256(code).digest()).decode()
     expected = {
-        path.relative_to(REPO_ROOT / "tests" / "functions").as_posix()
-        for path in (REPO_ROOT / "tests" / "functions" / "probe").rglob("*")
+        path.relative_to(REPO_ROOT / "tests" / "probe_lambdas").as_posix()
+        for path in (REPO_ROOT / "tests" / "probe_lambdas" / "probe").rglob("*")
         if path.is_file() and "__pycache__" not in path.parts
     }
     assert "probe/handler.py" in expected
