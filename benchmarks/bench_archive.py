@@ -20,10 +20,11 @@ from pathlib import Path
 import boto3
 import psycopg
 from archive.layout import day_bounds
-from archive.pg_store import PgArchiveDatabase
+from archive.postgres import PostgresArchiveDatabase
 from archive.restore import restore_day
-from archive.s3_store import S3ObjectStore
-from archive.service import ArchiveSettings, run_archive
+from archive.s3 import S3ObjectStore
+from archive.service import run_archive
+from archive.settings import ArchiveSettings
 from common.db import Database
 from common.migrations import migrate
 
@@ -118,7 +119,7 @@ def run() -> list[Figure]:
         run_started = time.perf_counter()
         with RssSampler() as rss:
             summary = run_archive(
-                PgArchiveDatabase(database),
+                PostgresArchiveDatabase(database),
                 S3ObjectStore(BUCKET, client=s3),
                 ArchiveSettings(),
                 NOW,

@@ -24,7 +24,7 @@ from datetime import UTC, datetime, timedelta
 import psycopg
 from common.migrations import migrate
 from common.telemetry import parse_row
-from ingest.statements import STATS_UPSERT
+from ingest.statements import COLUMN_TYPES, COPY_TELEMETRY, STATS_UPSERT
 from psycopg import sql
 from psycopg.types.json import set_json_dumps
 
@@ -34,7 +34,6 @@ RECORDS = 50_000
 BATCH = 500
 DEVICES = 200
 ROUNDS = 3
-COLUMNS = "device_id, ts, seq, rss, battery, temperature, humidity, firmware, payload, received_at"
 
 
 def make_payloads(now: datetime) -> list[bytes]:
@@ -90,9 +89,8 @@ def run_raw_copy(url: str, rows: list[tuple], per_transaction: int, dump_json) -
         set_json_dumps(dump_json, context=conn)
         started = time.perf_counter()
         for start in range(0, len(rows), per_transaction):
-            with conn.cursor().copy(f"COPY telemetry ({COLUMNS}) FROM STDIN (FORMAT BINARY)") as copy:
-                copy.set_types(["text", "timestamptz", "int8", "float4", "float4", "float4", "float4", "text",
-                                "jsonb", "timestamptz"])  # fmt: skip
+            with conn.cursor().copy(COPY_TELEMETRY) as copy:
+                copy.set_types(COLUMN_TYPES)
                 for row in rows[start : start + per_transaction]:
                     copy.write_row(row)
             conn.commit()
@@ -135,7 +133,7 @@ def measure(url: str) -> list[Figure]:
     migrate(url)
     os.environ["DATABASE_URL"] = url
     from ingest import handler
-    from ingest.store import dump_json
+    from ingest.postgres import dump_json
 
     handler.database.reset()
     now = datetime.now(UTC)

@@ -2,7 +2,7 @@
 
 Incremental run: every window of each dirty hour (late readings included) for that device, plus every
 window that closed since the previous run for every registered device, so that a device gone silent gets
-rows with message_count 0. Whether an empty window gets a row is decided with the data (see kpi_store):
+rows with message_count 0. Whether an empty window gets a row is decided with the data (see postgres.py):
 closed windows always do, from the device's first reading on; open windows only once they have readings.
 """
 

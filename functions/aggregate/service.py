@@ -1,4 +1,4 @@
-"""One aggregate run, incremental or a backfill: plans with the window maths, computes with kpi_store.
+"""One aggregate run, incremental or a backfill: plans with the window maths, computes with the PostgreSQL adapter.
 
 An incremental run is two transactions. The first moves the ingest's dirty marks to kpi_pending_hours;
 the second takes them, recomputes their windows and every window closed since the previous run, upserts
@@ -16,11 +16,10 @@ from datetime import datetime
 import psycopg
 from common.db import Database
 
-from aggregate import kpi_store
+from aggregate import postgres
 from aggregate.plan import RunPlan, plan_full_recompute, plan_incremental
+from aggregate.settings import DEFAULT_MAX_CATCHUP_WINDOWS
 from aggregate.windows import initial_watermark
-
-DEFAULT_MAX_CATCHUP_WINDOWS = 288  # one day of 5-minute windows per run
 
 
 @dataclass(frozen=True)
@@ -40,8 +39,8 @@ class RunSummary:
 
 
 def _compute(conn: psycopg.Connection, plan: RunPlan, now: datetime) -> tuple[int, int]:
-    written = kpi_store.upsert_device_kpis(conn, plan.items, now)
-    fleet = kpi_store.upsert_fleet_kpis(conn, plan.fleet_windows, now)
+    written = postgres.upsert_device_kpis(conn, plan.items, now)
+    fleet = postgres.upsert_fleet_kpis(conn, plan.fleet_windows, now)
     return written, fleet
 
 
@@ -51,13 +50,13 @@ def run_incremental(
     """`now` defaults to the database clock (tests pass one to place windows)."""
     started = time.perf_counter()
     with db.transaction() as conn:
-        kpi_store.claim_dirty_hours(conn)
+        postgres.claim_dirty_hours(conn)
     with db.transaction() as conn:
-        state = kpi_store.lock_state(conn)
+        state = postgres.lock_state(conn)
         now = now or state.db_now
-        pending = kpi_store.take_pending_hours(conn)
+        pending = postgres.take_pending_hours(conn)
         previous = state.closed_until or initial_watermark(now)
-        plan = plan_incremental(pending, kpi_store.device_ids(conn), previous, now, max_catchup_windows)
+        plan = plan_incremental(pending, postgres.device_ids(conn), previous, now, max_catchup_windows)
         written, fleet = _compute(conn, plan, now)
         summary = RunSummary(
             mode="incremental",
@@ -70,7 +69,7 @@ def run_incremental(
             watermark=plan.watermark.isoformat() if plan.watermark else None,
             duration_ms=round((time.perf_counter() - started) * 1000, 1),
         )
-        kpi_store.save_state(conn, plan.watermark, summary.as_dict())
+        postgres.save_state(conn, plan.watermark, summary.as_dict())
     return summary
 
 
@@ -79,9 +78,9 @@ def run_full_recompute(db: Database, start: datetime, end: datetime, now: dateti
     marks and the watermark are left to the incremental runs."""
     started = time.perf_counter()
     with db.transaction() as conn:
-        state = kpi_store.lock_state(conn)
+        state = postgres.lock_state(conn)
         now = now or state.db_now
-        plan = plan_full_recompute(kpi_store.device_ids(conn), start, end, now)
+        plan = plan_full_recompute(postgres.device_ids(conn), start, end, now)
         written, fleet = _compute(conn, plan, now)
         summary = RunSummary(
             mode="full_recompute",

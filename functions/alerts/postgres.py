@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
 import psycopg
+from common.db import Database
 from psycopg.types.json import Jsonb
 
 from alerts.messages import Notification
+from alerts.ports import OutboxRow
 from alerts.rules import FIVE_MINUTES, ROLLING_HOUR, WINDOWS_PER_HOUR, DeviceSnapshot, Observation, Rule
 from alerts.state import Condition, Event
 
@@ -75,13 +79,6 @@ class OpenAlert:
     device_id: str
     rule: Rule
     opened_at: datetime
-
-
-@dataclass(frozen=True)
-class OutboxRow:
-    id: int
-    alert_id: int
-    notification: Notification
 
 
 def lock_run(conn: psycopg.Connection) -> datetime:
@@ -198,30 +195,47 @@ def enqueue(conn: psycopg.Connection, alert_id: int, event: Event, notification:
     )
 
 
-def next_unsent(conn: psycopg.Connection, after_id: int) -> OutboxRow | None:
-    """Lock the next unsent notification after `after_id` whose alert has no earlier unsent one."""
-    row = conn.execute(NEXT_UNSENT, (after_id,)).fetchone()
-    if row is None:
-        return None
-    id_, alert_id, notification_id, subject, body, attributes = row
-    return OutboxRow(id_, alert_id, Notification(notification_id, subject, body, dict(attributes)))
+class PostgresOutbox:
+    """The Outbox port on alert_notifications: each next_unsent block is one short transaction holding the
+    row's lock, so two runs never publish the same notification at once."""
 
+    def __init__(self, db: Database) -> None:
+        self._db = db
+        self._conn: psycopg.Connection | None = None  # the transaction of the current next_unsent block
 
-def mark_sent(conn: psycopg.Connection, row_id: int, message_id: str) -> None:
-    conn.execute(
-        "UPDATE alert_notifications SET sent_at = now(), message_id = %s, attempts = attempts + 1,"
-        " last_attempt_at = now(), last_error = NULL WHERE id = %s",
-        (message_id, row_id),
-    )
+    @contextlib.contextmanager
+    def next_unsent(self, after_id: int) -> Iterator[OutboxRow | None]:
+        with self._db.transaction() as conn:
+            self._conn = conn
+            try:
+                row = conn.execute(NEXT_UNSENT, (after_id,)).fetchone()
+                if row is None:
+                    yield None
+                else:
+                    id_, alert_id, notification_id, subject, body, attributes = row
+                    yield OutboxRow(id_, alert_id, Notification(notification_id, subject, body, dict(attributes)))
+            finally:
+                self._conn = None
 
+    def mark_sent(self, row_id: int, message_id: str) -> None:
+        self._held().execute(
+            "UPDATE alert_notifications SET sent_at = now(), message_id = %s, attempts = attempts + 1,"
+            " last_attempt_at = now(), last_error = NULL WHERE id = %s",
+            (message_id, row_id),
+        )
 
-def mark_failed(conn: psycopg.Connection, row_id: int, error: str) -> None:
-    conn.execute(
-        "UPDATE alert_notifications SET attempts = attempts + 1, last_attempt_at = now(), last_error = %s"
-        " WHERE id = %s",
-        (error[:2000], row_id),
-    )
+    def mark_failed(self, row_id: int, error: str) -> None:
+        self._held().execute(
+            "UPDATE alert_notifications SET attempts = attempts + 1, last_attempt_at = now(), last_error = %s"
+            " WHERE id = %s",
+            (error[:2000], row_id),
+        )
 
+    def unsent_count(self) -> int:
+        with self._db.transaction() as conn:
+            return conn.execute("SELECT count(*) FROM alert_notifications WHERE sent_at IS NULL").fetchone()[0]
 
-def unsent_count(conn: psycopg.Connection) -> int:
-    return conn.execute("SELECT count(*) FROM alert_notifications WHERE sent_at IS NULL").fetchone()[0]
+    def _held(self) -> psycopg.Connection:
+        if self._conn is None:
+            raise RuntimeError("outbox rows are marked inside their next_unsent block")
+        return self._conn

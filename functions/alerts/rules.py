@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from enum import StrEnum
 
-from alerts.config import Thresholds
+from alerts.settings import Thresholds
 
 ROLLING_HOUR = timedelta(hours=1)
 FIVE_MINUTES = timedelta(minutes=5)

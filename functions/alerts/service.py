@@ -6,6 +6,9 @@ commit together or not at all. Delivery comes after the commit, one notification
 crash between Publish and the commit re-publishes it later (at-least-once, with a deterministic
 notification_id for deduplication). A run with failed deliveries reports them; the handler then fails the
 invocation so that the failure is visible (Lambda Errors metric, async retry).
+
+Evaluation works on the database directly (postgres.py's statements in one transaction); delivery goes
+through the Outbox and Publisher ports (ports.py), so its retry logic is tested with in-memory fakes too.
 """
 
 from __future__ import annotations
@@ -14,24 +17,19 @@ import time
 from collections import Counter, defaultdict
 from dataclasses import asdict, dataclass, field
 from datetime import datetime
-from typing import Protocol
 
 from common.db import Database
 
-from alerts import store
-from alerts.config import AlertSettings
-from alerts.messages import AlertFacts, Notification, describe, render
-from alerts.publisher import PublishError
+from alerts import postgres
+from alerts.messages import AlertFacts, describe, render
+from alerts.ports import Outbox, Publisher, PublishError
 from alerts.rules import Rule, kpi_horizon
+from alerts.settings import AlertSettings
 from alerts.state import Condition, Decision, Event, evaluate_device
 
 # A pass stops after this many failures in a row (SNS down or unreachable): the rest wait for the next run
 # instead of each costing a timeout, which could exceed the function's own.
 MAX_CONSECUTIVE_FAILURES = 3
-
-
-class Publisher(Protocol):
-    def publish(self, notification: Notification) -> str: ...
 
 
 @dataclass(frozen=True)
@@ -62,31 +60,31 @@ class RunSummary:
         return asdict(self)
 
 
-def _apply(conn, decision: Decision, open_alert: store.OpenAlert | None, now: datetime) -> None:
+def _apply(conn, decision: Decision, open_alert: postgres.OpenAlert | None, now: datetime) -> None:
     observation = decision.observation
     if decision.event is Event.OPENED:
         message = describe(decision.device_id, observation)
-        alert_id = store.insert_alert(conn, decision.device_id, observation, message, now)
+        alert_id = postgres.insert_alert(conn, decision.device_id, observation, message, now)
         facts = AlertFacts(alert_id, decision.device_id, observation, opened_at=now)
     elif decision.event is Event.RESOLVED and open_alert is not None:
-        store.resolve_alert(conn, open_alert.id, observation.value, now)
+        postgres.resolve_alert(conn, open_alert.id, observation.value, now)
         facts = AlertFacts(open_alert.id, decision.device_id, observation, opened_at=open_alert.opened_at)
     else:
         return
-    store.enqueue(conn, facts.alert_id, decision.event, render(facts, decision.event, now), now)
+    postgres.enqueue(conn, facts.alert_id, decision.event, render(facts, decision.event, now), now)
 
 
 def evaluate(db: Database, settings: AlertSettings, now: datetime | None = None) -> Evaluation:
     """Evaluate all non-test devices at `now` (default: the database clock) and record the changes."""
     with db.transaction() as conn:
-        db_now = store.lock_run(conn)
+        db_now = postgres.lock_run(conn)
         now = now or db_now
-        horizon = kpi_horizon(now, store.kpi_watermark(conn), settings.kpi_max_lag)
-        snapshots = store.load_snapshots(conn, now, horizon, settings.thresholds.temperature_history_hours)
+        horizon = kpi_horizon(now, postgres.kpi_watermark(conn), settings.kpi_max_lag)
+        snapshots = postgres.load_snapshots(conn, now, horizon, settings.thresholds.temperature_history_hours)
         conditions: dict[str, dict[Rule, Condition]] = defaultdict(dict)
-        for (device, rule), condition in store.load_conditions(conn).items():
+        for (device, rule), condition in postgres.load_conditions(conn).items():
             conditions[device][rule] = condition
-        open_alerts = store.load_open_alerts(conn)
+        open_alerts = postgres.load_open_alerts(conn)
         open_rules: dict[str, set[Rule]] = defaultdict(set)
         for device, rule in open_alerts:
             open_rules[device].add(rule)
@@ -110,8 +108,8 @@ def evaluate(db: Database, settings: AlertSettings, now: datetime | None = None)
                     resolved[rule.value] += 1
                 elif open_alert is not None:
                     still_open.append((open_alert.id, decision.observation.value))
-        store.save_conditions(conn, changed_conditions)
-        store.touch_alerts(conn, still_open, now)
+        postgres.save_conditions(conn, changed_conditions)
+        postgres.touch_alerts(conn, still_open, now)
     return Evaluation(
         now=now.isoformat(),
         kpi_horizon=horizon.isoformat() if horizon else None,
@@ -122,36 +120,33 @@ def evaluate(db: Database, settings: AlertSettings, now: datetime | None = None)
     )
 
 
-def deliver(db: Database, publisher: Publisher) -> Delivery:
-    """Publish every deliverable unsent notification once, oldest first (stopping early when SNS keeps
+def deliver(outbox: Outbox, publisher: Publisher) -> Delivery:
+    """Publish every deliverable unsent notification once, oldest first (stopping early when the topic keeps
     failing)."""
     sent = failed = failed_in_a_row = 0
     errors: list[str] = []
     after_id = 0
     while failed_in_a_row < MAX_CONSECUTIVE_FAILURES:
-        with db.transaction() as conn:
-            row = store.next_unsent(conn, after_id)
+        with outbox.next_unsent(after_id) as row:
             if row is None:
                 break
             after_id = row.id
             try:
                 message_id = publisher.publish(row.notification)
             except PublishError as exc:
-                store.mark_failed(conn, row.id, str(exc))
+                outbox.mark_failed(row.id, str(exc))
                 failed += 1
                 failed_in_a_row += 1
                 errors.append(f"{row.notification.notification_id}: {exc}")
                 continue
-            store.mark_sent(conn, row.id, message_id)
+            outbox.mark_sent(row.id, message_id)
             sent += 1
             failed_in_a_row = 0
-    with db.transaction() as conn:
-        unsent = store.unsent_count(conn)
-    return Delivery(sent=sent, failed=failed, unsent=unsent, errors=errors[:10])
+    return Delivery(sent=sent, failed=failed, unsent=outbox.unsent_count(), errors=errors[:10])
 
 
 def run(db: Database, publisher: Publisher, settings: AlertSettings, now: datetime | None = None) -> RunSummary:
     started = time.perf_counter()
     evaluation = evaluate(db, settings, now)
-    delivery = deliver(db, publisher)
+    delivery = deliver(postgres.PostgresOutbox(db), publisher)
     return RunSummary(evaluation, delivery, round((time.perf_counter() - started) * 1000, 1))

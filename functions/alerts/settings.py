@@ -1,14 +1,17 @@
-"""Alert thresholds and damping from environment variables (the function's `environment` in stack.yaml).
+"""The alerts' settings from environment variables (the function's `environment` in stack.yaml).
 
-Every variable is optional; the defaults are the documented ones. A value that is not a number fails the
-cold start rather than alerting on a guess.
+ALERTS_TOPIC_ARN is required; every threshold and damping variable is optional, the defaults are the
+documented ones. A value that is not a number fails the run (ConfigError) rather than alerting on a guess.
 """
 
 from __future__ import annotations
 
+import os
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import timedelta
+
+from common.settings import ConfigError, env_float, env_int, env_required
 
 
 @dataclass(frozen=True)
@@ -38,42 +41,37 @@ class AlertSettings:
     # KPI rules read windows up to the aggregate's closed-windows watermark; when it lags further behind
     # than this (aggregate failing), they are not evaluated instead of judging stale numbers.
     kpi_max_lag: timedelta = timedelta(minutes=15)
+    topic_arn: str | None = None  # the SNS topic notifications go to (from_env requires it)
 
     @classmethod
-    def from_env(cls, environ: Mapping[str, str]) -> AlertSettings:
-        defaults_t, defaults_d = Thresholds(), Damping()
-
-        def number(name: str, default: float) -> float:
-            raw = environ.get(name, "").strip()
-            if not raw:
-                return default
-            try:
-                return float(raw)
-            except ValueError:
-                raise ValueError(f"{name}={raw!r} is not a number") from None
+    def from_env(cls, environ: Mapping[str, str] = os.environ) -> AlertSettings:
+        t, d = Thresholds(), Damping()
 
         def minutes(name: str, default: timedelta) -> timedelta:
-            value = number(name, default.total_seconds() / 60)
-            if value < 0:
-                raise ValueError(f"{name} must not be negative")
-            return timedelta(minutes=value)
+            return timedelta(minutes=env_float(environ, name, default / timedelta(minutes=1), minimum=0))
 
+        # A standard deviation needs two values.
+        min_history = env_int(environ, "TEMPERATURE_MIN_HISTORY", t.temperature_min_history, minimum=2)
+        history_hours = env_int(environ, "TEMPERATURE_HISTORY_HOURS", t.temperature_history_hours)
+        if history_hours < min_history:
+            raise ConfigError(f"TEMPERATURE_HISTORY_HOURS={history_hours} must be at least TEMPERATURE_MIN_HISTORY")
         thresholds = Thresholds(
-            offline_after_minutes=number("OFFLINE_AFTER_MINUTES", defaults_t.offline_after_minutes),
-            min_uptime_pct=number("MIN_UPTIME_PCT", defaults_t.min_uptime_pct),
-            min_avg_rss_dbm=number("MIN_AVG_RSS_DBM", defaults_t.min_avg_rss_dbm),
-            min_battery_pct=number("MIN_BATTERY_PCT", defaults_t.min_battery_pct),
-            temperature_z_max=number("TEMPERATURE_Z_MAX", defaults_t.temperature_z_max),
-            temperature_min_history=int(number("TEMPERATURE_MIN_HISTORY", defaults_t.temperature_min_history)),
-            temperature_history_hours=int(number("TEMPERATURE_HISTORY_HOURS", defaults_t.temperature_history_hours)),
-            temperature_min_stddev_c=number("TEMPERATURE_MIN_STDDEV_C", defaults_t.temperature_min_stddev_c),
+            offline_after_minutes=env_float(environ, "OFFLINE_AFTER_MINUTES", t.offline_after_minutes),
+            min_uptime_pct=env_float(environ, "MIN_UPTIME_PCT", t.min_uptime_pct),
+            min_avg_rss_dbm=env_float(environ, "MIN_AVG_RSS_DBM", t.min_avg_rss_dbm),
+            min_battery_pct=env_float(environ, "MIN_BATTERY_PCT", t.min_battery_pct),
+            temperature_z_max=env_float(environ, "TEMPERATURE_Z_MAX", t.temperature_z_max),
+            temperature_min_history=min_history,
+            temperature_history_hours=history_hours,
+            temperature_min_stddev_c=env_float(environ, "TEMPERATURE_MIN_STDDEV_C", t.temperature_min_stddev_c),
         )
-        if thresholds.temperature_min_history < 2:
-            raise ValueError("TEMPERATURE_MIN_HISTORY must be at least 2 (a standard deviation needs two values)")
-        if thresholds.temperature_history_hours < thresholds.temperature_min_history:
-            raise ValueError("TEMPERATURE_HISTORY_HOURS must be at least TEMPERATURE_MIN_HISTORY")
         damping = Damping(
-            open_after=minutes("OPEN_AFTER_MINUTES", defaults_d.open_after),
-            resolve_after=minutes("RESOLVE_AFTER_MINUTES", defaults_d.resolve_after),
+            open_after=minutes("OPEN_AFTER_MINUTES", d.open_after),
+            resolve_after=minutes("RESOLVE_AFTER_MINUTES", d.resolve_after),
         )
-        return cls(thresholds, damping, minutes("KPI_MAX_LAG_MINUTES", cls.kpi_max_lag))
+        return cls(
+            thresholds,
+            damping,
+            minutes("KPI_MAX_LAG_MINUTES", cls.kpi_max_lag),
+            env_required(environ, "ALERTS_TOPIC_ARN"),
+        )

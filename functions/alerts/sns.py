@@ -7,13 +7,10 @@ from botocore.config import Config
 from botocore.exceptions import BotoCoreError, ClientError
 
 from alerts.messages import Notification
+from alerts.ports import PublishError
 
 # A few quick retries inside the call; the outbox retries across runs, so a call never needs to wait long.
 CLIENT_CONFIG = Config(connect_timeout=5, read_timeout=10, retries={"mode": "standard", "max_attempts": 3})
-
-
-class PublishError(RuntimeError):
-    """SNS did not accept the notification; it stays in the outbox for the next run."""
 
 
 class SnsPublisher:

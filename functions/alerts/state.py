@@ -20,8 +20,8 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from enum import StrEnum
 
-from alerts.config import AlertSettings, Damping
 from alerts.rules import ROLLING_HOUR, DeviceSnapshot, Observation, Rule, observe_kpis, observe_offline
+from alerts.settings import AlertSettings, Damping
 
 CLEAR_SINCE_FOREVER_AT = datetime.min.replace(tzinfo=UTC)
 

@@ -1,4 +1,4 @@
-"""What the archive needs from S3 and from the database; the adapters are s3_store.py and pg_store.py."""
+"""What the archive needs from S3 and from the database; the adapters are s3.py and postgres.py."""
 
 from __future__ import annotations
 

@@ -90,7 +90,7 @@ def load_parts(conn: psycopg.Connection, day: date, manifest: Manifest, read_obj
         return manifest.row_count, cur.rowcount
 
 
-class PgArchiveDatabase:
+class PostgresArchiveDatabase:
     def __init__(self, db: Database) -> None:
         self.db = db
 

@@ -18,11 +18,12 @@ from datetime import date
 
 import psycopg
 from common.config import database_conninfo
+from common.settings import env_required, env_str
 
 from archive import layout
 from archive.manifest import parse_manifest
-from archive.pg_store import load_parts
-from archive.s3_store import S3ObjectStore
+from archive.postgres import load_parts
+from archive.s3 import S3ObjectStore
 
 
 class NotArchived(LookupError):
@@ -44,8 +45,8 @@ def restore_day(
     prefix: str | None = None,
     s3_client=None,
 ) -> RestoreSummary:
-    prefix = prefix if prefix is not None else os.environ.get("ARCHIVE_PREFIX", layout.DEFAULT_PREFIX)
-    store = S3ObjectStore(bucket or os.environ.get("ARCHIVE_BUCKET", ""), client=s3_client)
+    prefix = prefix if prefix is not None else env_str(os.environ, "ARCHIVE_PREFIX", layout.DEFAULT_PREFIX)
+    store = S3ObjectStore(bucket or env_required(os.environ, "ARCHIVE_BUCKET"), client=s3_client)
     key = layout.manifest_key(prefix, day)
     document = store.get(key)
     if document is None:

@@ -20,15 +20,9 @@ from datetime import date, datetime
 
 from archive import layout
 from archive.manifest import Manifest, ManifestError, parse_manifest
-from archive.parts import (
-    DEFAULT_GZIP_LEVEL,
-    DEFAULT_PART_MAX_RAW_BYTES,
-    ChecksumMismatch,
-    digest_of,
-    same_s3_checksum,
-    write_parts,
-)
+from archive.parts import ChecksumMismatch, digest_of, same_s3_checksum, write_parts
 from archive.ports import ArchiveDatabase, ObjectStore
+from archive.settings import ArchiveSettings
 from archive.states import State
 
 logger = logging.getLogger("archive")
@@ -53,14 +47,6 @@ def no_hook(step: str, day: date) -> None:
 
 class ArchiveError(RuntimeError):
     """A day could not be archived; nothing of it was dropped that is not verified in S3."""
-
-
-@dataclass(frozen=True)
-class ArchiveSettings:
-    retention_days: int = layout.DEFAULT_RETENTION_DAYS
-    prefix: str = layout.DEFAULT_PREFIX
-    part_max_raw_bytes: int = DEFAULT_PART_MAX_RAW_BYTES
-    gzip_level: int = DEFAULT_GZIP_LEVEL
 
 
 @dataclass

@@ -12,14 +12,12 @@ from typing import Any
 
 from psycopg.conninfo import make_conninfo
 
+from common.settings import ConfigError
+
 LOCAL_HOSTS = frozenset({"localhost", "127.0.0.1", "::1"})
 # Secrets Manager is asked again at most this often (seconds); a rotated password is picked up when the
 # connection is re-established after an authentication failure.
 SECRET_MAX_AGE_S = 300
-
-
-class ConfigError(RuntimeError):
-    """Neither DATABASE_URL nor DB_SECRET_ARN is usable."""
 
 
 def conninfo_from_secret(secret: Mapping[str, Any]) -> str:

@@ -1,6 +1,7 @@
-"""The batch write: one transaction holds the readings, the KPI job's dirty hours, the device registry, the
-rejects and the batch's line in ingest_stats. Either all of the batch is stored or none of it, and a
-redelivered batch adds nothing (the primary key (device_id, ts, seq) turns repeats into counted duplicates).
+"""PostgreSQL adapter, the batch write: one transaction holds the readings, the KPI job's dirty hours, the
+device registry, the rejects and the batch's line in ingest_stats. Either all of the batch is stored or none
+of it, and a redelivered batch adds nothing (the primary key (device_id, ts, seq) turns repeats into counted
+duplicates).
 
 Two ways in for the readings, because COPY has no ON CONFLICT:
 - direct: COPY straight into telemetry, under a savepoint. This is the usual case (readings new), and costs
@@ -9,6 +10,8 @@ Two ways in for the readings, because COPY has no ON CONFLICT:
 - staged: then the savepoint is rolled back, the rows are COPied into a temporary table, and
   INSERT ... SELECT ... ON CONFLICT DO NOTHING takes the new ones.
 Either way one statement then does the bookkeeping (statements.py), from the readings actually inserted.
+Any other database error is raised as BatchNotStored: the batch is delivered again, and the write being
+idempotent, what it may have stored (one reading at a time) is not stored twice.
 """
 
 from __future__ import annotations
@@ -16,7 +19,6 @@ from __future__ import annotations
 import contextlib
 import json
 from collections.abc import Iterator
-from dataclasses import dataclass, field
 from typing import Any
 
 import orjson
@@ -25,6 +27,7 @@ from common.db import Database
 from psycopg.types.json import set_json_dumps
 
 from ingest.batch import DEVICE_ID, TS, Batch, Reject, partition_days
+from ingest.ports import BatchNotStored, WriteResult
 from ingest.statements import (
     BOOKKEEPING_AFTER_COPY,
     COLUMN_TYPES,
@@ -36,13 +39,6 @@ from ingest.statements import (
 )
 
 
-@dataclass(frozen=True)
-class WriteResult:
-    inserted: int
-    duplicates: int
-    rejects: list[Reject] = field(default_factory=list)  # the batch's, plus readings the database refused
-
-
 def dump_json(value: Any) -> bytes | str:
     """jsonb for the payload column: orjson, or the stdlib for integers beyond 64 bits (which orjson refuses)."""
     try:
@@ -51,7 +47,7 @@ def dump_json(value: Any) -> bytes | str:
         return json.dumps(value)
 
 
-class TelemetryStore:
+class PostgresTelemetryStore:
     def __init__(self, database: Database) -> None:
         self._database = database
         self._adapted: psycopg.Connection | None = None  # the connection set up for the ingest's writes
@@ -71,7 +67,13 @@ class TelemetryStore:
             raise
 
     def write(self, batch: Batch) -> WriteResult:
-        """Store the batch. psycopg errors other than a refused row propagate: the batch must be retried."""
+        """Store the batch. A database error other than a refused row raises BatchNotStored."""
+        try:
+            return self._write(batch)
+        except psycopg.Error as exc:
+            raise BatchNotStored(f"{type(exc).__name__}: {exc}") from exc
+
+    def _write(self, batch: Batch) -> WriteResult:
         if batch.empty:
             return WriteResult(0, 0)
         try:

@@ -1,4 +1,4 @@
-"""Rejected records to the ingest DLQ (SQS), for operators and replay tools.
+"""SQS adapter: rejected records to the ingest DLQ, for operators and replay tools.
 
 The rejects table is the durable record (written in the batch's transaction); the queue gets a copy with
 the raw bytes in base64. A raw record too big for an SQS message is cut, and says so.
@@ -17,7 +17,7 @@ from ingest.batch import Reject
 MAX_RAW_BYTES = 160 * 1024
 
 
-class RejectQueue:
+class SqsRejectQueue:
     def __init__(self, queue_url: str, client=None) -> None:
         self.url = queue_url
         self._client = client or boto3.client("sqs")

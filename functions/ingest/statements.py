@@ -1,26 +1,25 @@
-"""The ingest's SQL: the COPY targets and the one statement that does a batch's bookkeeping."""
+"""The ingest's SQL: the COPY targets and the one statement that does a batch's bookkeeping.
 
+Every column list is common.telemetry.READING_COLUMNS, the order `parse_row` gives a reading's fields in.
+"""
+
+from common.telemetry import READING_COLUMNS
 from psycopg import sql
 
-# The binary COPY row layout of common.telemetry.READING_COLUMNS; the staging table mirrors it, and its rows
-# vanish at commit.
-COLUMN_TYPES = ("text", "timestamptz", "int8", "float4", "float4", "float4", "float4", "text", "jsonb", "timestamptz")
-CREATE_STAGING = """
-CREATE TEMPORARY TABLE IF NOT EXISTS ingest_staging (
-    device_id text, ts timestamptz, seq int8, rss float4, battery float4, temperature float4, humidity float4,
-    firmware text, payload jsonb, received_at timestamptz
-) ON COMMIT DELETE ROWS
-"""
-COPY_TELEMETRY = """
-COPY telemetry (
-    device_id, ts, seq, rss, battery, temperature, humidity, firmware, payload, received_at
-) FROM STDIN (FORMAT BINARY)
-"""
-COPY_STAGING = """
-COPY ingest_staging (
-    device_id, ts, seq, rss, battery, temperature, humidity, firmware, payload, received_at
-) FROM STDIN (FORMAT BINARY)
-"""
+# Each reading column's type in the binary COPY (and in the staging table, which mirrors telemetry's).
+PG_TYPES = {"device_id": "text", "ts": "timestamptz", "seq": "int8", "rss": "float4", "battery": "float4",
+            "temperature": "float4", "humidity": "float4", "firmware": "text", "payload": "jsonb",
+            "received_at": "timestamptz"}  # fmt: skip
+COLUMN_TYPES = tuple(PG_TYPES[name] for name in READING_COLUMNS)
+COLUMNS = sql.SQL(", ").join(map(sql.Identifier, READING_COLUMNS))
+# The staging table's rows vanish at commit.
+CREATE_STAGING = sql.SQL("CREATE TEMPORARY TABLE IF NOT EXISTS ingest_staging ({}) ON COMMIT DELETE ROWS").format(
+    sql.SQL(", ").join(
+        sql.SQL("{} {}").format(sql.Identifier(name), sql.SQL(PG_TYPES[name])) for name in READING_COLUMNS
+    )
+)
+COPY_TELEMETRY = sql.SQL("COPY telemetry ({}) FROM STDIN (FORMAT BINARY)").format(COLUMNS)
+COPY_STAGING = sql.SQL("COPY ingest_staging ({}) FROM STDIN (FORMAT BINARY)").format(COLUMNS)
 ENSURE_PARTITIONS = "SELECT telemetry_ensure_partitions(%s::date[])"
 
 # A batch's line in ingest_stats, from a CTE `counts (accepted, rejected)`: one row per UTC minute and shard.
@@ -76,12 +75,10 @@ WITH inserted (device_id, ts) AS (SELECT * FROM unnest(%(device_ids)b::text[], %
 INSERT_FROM_STAGING = (
     sql.SQL("""
 WITH inserted AS (
-    INSERT INTO telemetry (device_id, ts, seq, rss, battery, temperature, humidity, firmware, payload, received_at)
-    SELECT device_id, ts, seq, rss, battery, temperature, humidity, firmware, payload, received_at
-    FROM ingest_staging
+    INSERT INTO telemetry ({columns}) SELECT {columns} FROM ingest_staging
     ON CONFLICT DO NOTHING
     RETURNING device_id, ts
 ),
-""")
+""").format(columns=COLUMNS)
     + BOOKKEEPING
 )

@@ -13,10 +13,10 @@ from datetime import UTC, datetime, timedelta
 import boto3
 import psycopg
 import pytest
-from alerts import store
-from alerts.config import AlertSettings
-from alerts.publisher import CLIENT_CONFIG, SnsPublisher
+from alerts import postgres
 from alerts.service import evaluate, run
+from alerts.settings import AlertSettings
+from alerts.sns import CLIENT_CONFIG, SnsPublisher
 from common.db import Database
 from common.migrations import migrate
 from psycopg.conninfo import make_conninfo
@@ -254,7 +254,7 @@ def test_kpi_rules_read_the_rolling_hour_and_the_hourly_history(database_url, to
     db = Database(lambda: url)
     try:
         with db.transaction() as conn:
-            snapshots = {s.device_id: s for s in store.load_snapshots(conn, now, horizon, 24)}
+            snapshots = {s.device_id: s for s in postgres.load_snapshots(conn, now, horizon, 24)}
         assert set(snapshots) == {"kpi", "young"}
         kpi = snapshots["kpi"]
         assert kpi.uptime_pct == pytest.approx(70.0)

@@ -4,8 +4,8 @@ import statistics
 from datetime import UTC, datetime, timedelta
 
 import pytest
-from alerts.config import AlertSettings, Damping, Thresholds
 from alerts.rules import DeviceSnapshot, Rule, kpi_horizon, observe_kpis, observe_offline, temperature_z
+from alerts.settings import Thresholds
 
 NOW = datetime(2024, 3, 10, 12, 7, 30, tzinfo=UTC)
 T = Thresholds()
@@ -96,18 +96,3 @@ def test_kpi_horizon_is_the_aggregates_watermark_capped_at_the_last_boundary():
     assert kpi_horizon(NOW, NOW.replace(minute=0, second=0), lag) == NOW.replace(minute=0, second=0)  # lagging
     assert kpi_horizon(NOW, NOW + timedelta(hours=1), lag) == NOW.replace(minute=5, second=0)  # ahead: capped
     assert kpi_horizon(NOW, NOW - timedelta(minutes=30), lag) is None  # too stale to judge
-
-
-def test_settings_from_environment():
-    settings = AlertSettings.from_env(
-        {"OFFLINE_AFTER_MINUTES": "30", "MIN_BATTERY_PCT": "15.5", "RESOLVE_AFTER_MINUTES": "0", "MIN_UPTIME_PCT": ""}
-    )
-    assert settings.thresholds.offline_after_minutes == 30.0
-    assert settings.thresholds.min_battery_pct == 15.5
-    assert settings.thresholds.min_uptime_pct == 80.0
-    assert settings.damping == Damping(open_after=timedelta(0), resolve_after=timedelta(0))
-    assert AlertSettings.from_env({}) == AlertSettings()
-    with pytest.raises(ValueError, match="MIN_AVG_RSS_DBM"):
-        AlertSettings.from_env({"MIN_AVG_RSS_DBM": "weak"})
-    with pytest.raises(ValueError, match="TEMPERATURE_MIN_HISTORY"):
-        AlertSettings.from_env({"TEMPERATURE_MIN_HISTORY": "1"})

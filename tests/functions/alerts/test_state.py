@@ -3,8 +3,8 @@ enough; flapping is damped. Time is passed in, runs are simulated every five min
 
 from datetime import UTC, datetime, timedelta
 
-from alerts.config import AlertSettings, Damping
 from alerts.rules import DeviceSnapshot, Rule
+from alerts.settings import AlertSettings, Damping
 from alerts.state import CLEAR_SINCE_FOREVER, Condition, Event, evaluate_device
 
 T0 = datetime(2024, 3, 10, 12, 0, tzinfo=UTC)

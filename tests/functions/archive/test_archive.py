@@ -23,10 +23,11 @@ import pytest
 from archive import handler, layout
 from archive.manifest import parse_manifest
 from archive.parts import ChecksumMismatch
-from archive.pg_store import RUN_LOCK_KEY, PgArchiveDatabase
+from archive.postgres import RUN_LOCK_KEY, PostgresArchiveDatabase
 from archive.restore import restore_day
-from archive.s3_store import S3ObjectStore
-from archive.service import STEPS, ArchiveError, ArchiveSettings, run_archive
+from archive.s3 import S3ObjectStore
+from archive.service import STEPS, ArchiveError, run_archive
+from archive.settings import ArchiveSettings
 from common.db import Database
 from common.migrations import migrate
 from psycopg.conninfo import make_conninfo
@@ -113,7 +114,7 @@ def url(database_url):
 @pytest.fixture
 def db(url):
     database = Database(lambda: url)
-    yield PgArchiveDatabase(database)
+    yield PostgresArchiveDatabase(database)
     database.reset()
 
 

@@ -1,0 +1,81 @@
+"""The ingest's use case: a Kinesis batch's records -> readings and rejects -> one write -> rejects to the DLQ.
+
+Records are classified as the event adapter hands them over (BatchClassifier): every record becomes a
+reading or a reject, never a failure, so a poison record cannot block the shard. Records are validated
+against one clock per batch (a RowParser) and kept as COPY rows, not objects: at thousands of records a
+second the per-record microseconds are the ingest's cost.
+
+The batch is then written once (`store_batch`; the TelemetryStore port stores readings, rejects, dirty hours,
+devices and the ingest_stats counters in one transaction). A write that fails raises BatchNotStored: the
+handler then reports every record of the batch failed, so that the event source mapping checkpoints before
+the first one and delivers the batch again, and the idempotent write stores each reading exactly once. Only
+a stored batch's rejects are copied to the DLQ.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from datetime import datetime
+
+from common.telemetry import Limits, RowParser
+
+from ingest.batch import Batch, Reject, Source, classify
+from ingest.ports import RejectQueue, TelemetryStore
+
+logger = logging.getLogger("ingest")
+
+
+class BatchClassifier:
+    """One batch's records turned into readings and rejects, in stream order, against one clock."""
+
+    __slots__ = ("_parser", "batch")
+
+    def __init__(self, now: datetime, limits: Limits) -> None:
+        self.batch = Batch()
+        self._parser = RowParser(now, limits)
+
+    def add(self, source: Source) -> None:
+        self.batch.add(classify(source, self._parser), source)
+
+
+@dataclass(frozen=True)
+class Stored:
+    """What became of a stored batch's records."""
+
+    inserted: int
+    duplicates: int
+    rejected: int
+    dlq_send_failures: int  # rejects stored but not copied to the DLQ
+
+
+def store_batch(batch: Batch, store: TelemetryStore, queue: RejectQueue | None) -> Stored:
+    """Write the batch once, then copy its rejects to the DLQ (`queue`, if any). Raises BatchNotStored when
+    the write fails: the caller must then have every record of the batch delivered again."""
+    result = store.write(batch)
+    failures = publish_rejects(result.rejects, queue)
+    return Stored(result.inserted, result.duplicates, len(result.rejects), failures)
+
+
+def publish_rejects(rejects: list[Reject], queue: RejectQueue | None) -> int:
+    """Log the rejects, already committed to ingest_rejects, and copy them to the DLQ; returns the failed sends.
+
+    A failed send does not fail the record: the rejects table already holds its raw bytes and reason, and
+    failing it would hold back every reading behind it on the shard for as long as SQS is unreachable (a
+    reject must never block the shard). The failure is logged and counted (DlqSendFailures) for alarms.
+    """
+    failures = 0
+    for reject in rejects:
+        logger.warning(
+            "record rejected",
+            extra={"reason": reject.reason, "device_id": reject.device_id,
+                   "shard_id": reject.source.shard_id, "sequence_number": reject.source.sequence_number},
+        )  # fmt: skip
+        if queue is None:
+            continue
+        try:
+            queue.send(reject)
+        except Exception:
+            logger.exception("reject not sent to the DLQ", extra={"sequence_number": reject.source.sequence_number})
+            failures += 1
+    return failures
