@@ -185,6 +185,21 @@ def test_poison_record_is_rejected_to_table_and_dlq_and_does_not_block(ingest_db
     assert messages[0]["MessageAttributes"]["reason"]["StringValue"] == "bad_ts"
 
 
+def test_a_dlq_that_refuses_the_copy_fails_no_record_and_is_counted(ingest_db, aws_env, monkeypatch, capsys):
+    missing = f"{aws_env.url}/123456789012/ingest-dlq-missing-{uuid.uuid4().hex[:8]}"
+    monkeypatch.setenv("INGEST_DLQ_URL", missing)
+    stream = Stream()
+    records = [stream.record(b"[1]"), stream.record(reading("dev-a", 1, datetime.now(UTC))), stream.record(b"{")]
+
+    response = invoke(event(records))
+
+    assert response == {"batchItemFailures": []}  # the rejects are stored: SQS being away blocks nothing
+    assert rows(ingest_db, "SELECT count(*) FROM ingest_rejects") == [(2,)]
+    assert rows(ingest_db, "SELECT seq FROM telemetry") == [(1,)]
+    metrics = emitted_metrics(capsys.readouterr().out)
+    assert (metrics["Rejected"], metrics["DlqSendFailures"]) == (2, 2)
+
+
 def test_records_unreadable_as_json_are_rejected_under_their_partition_key(ingest_db):
     stream = Stream()
     oversize = json.dumps({"device_id": "dev-big", "seq": 1, "rss": -60, "pad": "x" * 140_000}).encode()

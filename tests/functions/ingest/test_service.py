@@ -1,0 +1,116 @@
+"""ingest/service.py on in-memory fakes of its ports: classification, one write per batch, rejects copied to
+the DLQ only after the write, and a failed write or DLQ send. (The PostgreSQL store, SQS and the handler run
+for real in test_handler.py.)"""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime, timedelta
+
+import pytest
+from common.telemetry import DEFAULT_LIMITS, Limits
+from ingest.batch import Batch, Reject, Source
+from ingest.ports import BatchNotStored, WriteResult
+from ingest.service import BatchClassifier, store_batch
+
+NOW = datetime(2024, 3, 10, 12, 0, tzinfo=UTC)
+
+
+def source(sequence: int, document: dict | bytes) -> Source:
+    raw = document if isinstance(document, bytes) else json.dumps(document).encode()
+    return Source("shardId-000000000000", str(sequence), raw, NOW.timestamp(), partition_key="dev-p")
+
+
+def reading(seq: int, **fields) -> dict:
+    return {"device_id": "dev-a", "ts": NOW.isoformat(), "seq": seq, "rss": -70, **fields}
+
+
+class MemoryStore:
+    """The TelemetryStore port: keeps every batch it is given; `down` fails the write as the adapter does."""
+
+    def __init__(self) -> None:
+        self.batches: list[Batch] = []
+        self.down = False
+
+    def write(self, batch: Batch) -> WriteResult:
+        if self.down:
+            raise BatchNotStored("OperationalError: server closed the connection")
+        self.batches.append(batch)
+        return WriteResult(inserted=len(batch.rows) - 1, duplicates=1, rejects=list(batch.rejects))
+
+
+class MemoryQueue:
+    """The RejectQueue port: keeps what it is sent, refusing the sequence numbers in `refuse`."""
+
+    def __init__(self, events: list[str]) -> None:
+        self.sent: list[Reject] = []
+        self.refuse: set[str] = set()
+        self._events = events
+
+    def send(self, reject: Reject) -> None:
+        if reject.source.sequence_number in self.refuse:
+            raise ConnectionError("SQS unreachable")
+        self._events.append(f"dlq {reject.source.sequence_number}")
+        self.sent.append(reject)
+
+
+def classified(*sources: Source, limits: Limits = DEFAULT_LIMITS) -> Batch:
+    classifier = BatchClassifier(NOW, limits)
+    for item in sources:
+        classifier.add(item)
+    return classifier.batch
+
+
+def test_records_become_rows_or_rejects_in_stream_order_and_none_fails():
+    batch = classified(
+        source(1, reading(1)),
+        source(2, b"\xff not json"),
+        source(3, reading(3, ts=(NOW + timedelta(hours=2)).isoformat())),
+        source(4, reading(4)),
+    )
+    assert [row[2] for row in batch.rows] == [1, 3, 4]
+    assert [s.sequence_number for s in batch.sources] == ["1", "3", "4"]  # sources[i] carried rows[i]
+    assert [(r.source.sequence_number, r.code, r.device_id) for r in batch.rejects] == [("2", "invalid_utf8", "dev-p")]
+    assert batch.shard_id == "shardId-000000000000"
+    # One clock and one set of limits for the whole batch: a reading 2 h ahead passes the default 24 h...
+    strict = classified(source(3, reading(3, ts=(NOW + timedelta(hours=2)).isoformat())),
+                        limits=Limits(max_future=timedelta(hours=1)))  # fmt: skip
+    assert [r.code for r in strict.rejects] == ["ts_in_future"]  # ...and not a 1 h limit
+
+
+def test_a_batch_is_written_once_then_its_rejects_are_copied_to_the_dlq():
+    events: list[str] = []
+    store, queue = MemoryStore(), MemoryQueue(events)
+    batch = classified(source(1, reading(1)), source(2, b"[]"), source(3, reading(3)), source(4, b"{"))
+
+    stored = store_batch(batch, store, queue)
+
+    assert store.batches == [batch]
+    assert [r.source.sequence_number for r in queue.sent] == ["2", "4"]
+    assert (stored.inserted, stored.duplicates, stored.rejected, stored.dlq_send_failures) == (1, 1, 2, 0)
+
+
+def test_a_failed_write_raises_and_copies_nothing_to_the_dlq():
+    store, queue = MemoryStore(), MemoryQueue([])
+    store.down = True
+
+    with pytest.raises(BatchNotStored):
+        store_batch(classified(source(1, reading(1)), source(2, b"[]")), store, queue)
+
+    assert queue.sent == []  # a reject reaches the DLQ only once it is stored: no copy of an unstored one
+
+
+def test_a_dlq_that_refuses_a_copy_is_counted_and_the_other_rejects_still_go():
+    queue = MemoryQueue([])
+    queue.refuse = {"2"}
+
+    stored = store_batch(classified(source(1, reading(1)), source(2, b"[]"), source(3, b"{")), MemoryStore(), queue)
+
+    assert (stored.rejected, stored.dlq_send_failures) == (2, 1)
+    assert [r.source.sequence_number for r in queue.sent] == ["3"]
+
+
+def test_without_a_dlq_rejects_are_only_stored():
+    store = MemoryStore()
+    stored = store_batch(classified(source(1, reading(1)), source(2, b"[]")), store, None)
+    assert (stored.rejected, stored.dlq_send_failures) == (1, 0) and len(store.batches[0].rejects) == 1
