@@ -2,15 +2,14 @@
 
 Every step reads what exists first and creates or updates in place, so a second run changes only what the
 stack file changed and never duplicates a resource. Lambda code is an in-memory zip of the function's
-packages; the tag `localcloud:code-root` tells the local invoker which folder plays the zip root, so the
-invoker runs the working tree's code rather than unpacking zips.
+packages (package.code_zip, the zip builder of `make package`); the tag `localcloud:code-root` tells the
+local invoker which folder plays the zip root, so the invoker runs the working tree's code rather than
+unpacking zips.
 """
 
 from __future__ import annotations
 
-import io
 import json
-import zipfile
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -19,6 +18,7 @@ from botocore.exceptions import ClientError
 
 from localcloud.config import REPO_ROOT, aws_session
 from localcloud.stack.model import FunctionSpec, KinesisTrigger, Stack
+from localcloud.stack.package import code_zip
 
 CODE_ROOT_TAG = "localcloud:code-root"
 ROLE_SUFFIX = "local-role"
@@ -29,17 +29,6 @@ def queue_output_name(key: str) -> str:
     """`ingest_dlq` → INGEST_DLQ, `rule_errors` → RULE_ERRORS_QUEUE: the prefix of its _URL/_ARN outputs."""
     name = key.upper()
     return name if name.endswith(("DLQ", "QUEUE")) else f"{name}_QUEUE"
-
-
-def zip_packages(packages: tuple[Path, ...]) -> bytes:
-    """The deployment package: each package folder at the zip root, without bytecode caches."""
-    buffer = io.BytesIO()
-    with zipfile.ZipFile(buffer, "w", zipfile.ZIP_DEFLATED) as archive:
-        for package in packages:
-            for path in sorted(package.rglob("*")):
-                if path.is_file() and "__pycache__" not in path.parts:
-                    archive.write(path, path.relative_to(package.parent).as_posix())
-    return buffer.getvalue()
 
 
 class StackDeployer:
@@ -162,7 +151,7 @@ class StackDeployer:
     def _function(self, spec: FunctionSpec, role_arn: str) -> None:
         lam = self._client("lambda")
         name = self.stack.resource_name(spec.key)
-        code = zip_packages(spec.packages)
+        code = code_zip(spec)
         root = spec.code_root.resolve()
         code_root = (
             root.relative_to(self.repo_root.resolve()) if root.is_relative_to(self.repo_root.resolve()) else root

@@ -16,6 +16,7 @@ from __future__ import annotations
 import argparse
 import base64
 import hashlib
+import io
 import re
 import shutil
 import subprocess
@@ -23,6 +24,7 @@ import sys
 import zipfile
 from dataclasses import dataclass
 from pathlib import Path
+from typing import BinaryIO
 
 from localcloud.config import REPO_ROOT
 from localcloud.stack.model import FunctionSpec, load_stack
@@ -107,16 +109,35 @@ def _files(root: Path, start: Path) -> list[tuple[str, Path]]:
     return entries
 
 
-def _write_zip(destination: Path, entries: list[tuple[str, Path]]) -> None:
-    destination.parent.mkdir(parents=True, exist_ok=True)
-    partial = destination.with_suffix(".zip.partial")
-    with zipfile.ZipFile(partial, "w", zipfile.ZIP_DEFLATED, compresslevel=9) as archive:
+def _zip(target: BinaryIO, entries: list[tuple[str, Path]]) -> None:
+    """A reproducible zip of `entries`: sorted, fixed timestamps and modes."""
+    with zipfile.ZipFile(target, "w", zipfile.ZIP_DEFLATED, compresslevel=9) as archive:
         for name, path in sorted(entries):
             info = zipfile.ZipInfo(name, date_time=_FIXED_ZIP_TIME)
             info.external_attr = 0o644 << 16
             info.compress_type = zipfile.ZIP_DEFLATED
             archive.writestr(info, path.read_bytes())
+
+
+def _write_zip(destination: Path, entries: list[tuple[str, Path]]) -> None:
+    destination.parent.mkdir(parents=True, exist_ok=True)
+    partial = destination.with_suffix(".zip.partial")
+    with partial.open("wb") as target:
+        _zip(target, entries)
     partial.replace(destination)
+
+
+def _code_entries(spec: FunctionSpec) -> list[tuple[str, Path]]:
+    """The function's own code: every file of its packages, named as under its code root (the zip root)."""
+    return [entry for package in spec.packages for entry in _files(spec.code_root, package)]
+
+
+def code_zip(spec: FunctionSpec) -> bytes:
+    """The function's code alone, without dependencies, as an in-memory zip: what the local cloud deploys (its
+    invoker runs the working tree with the virtualenv's packages)."""
+    buffer = io.BytesIO()
+    _zip(buffer, _code_entries(spec))
+    return buffer.getvalue()
 
 
 def handler_module_path(spec: FunctionSpec) -> str:
@@ -131,10 +152,8 @@ def build_function_zip(spec: FunctionSpec, dependencies: Path, out_dir: Path) ->
     missing = [str(package) for package in spec.packages if not (package / "__init__.py").is_file()]
     if missing:
         raise PackageError(f"functions.{spec.key}: package folders missing: {', '.join(missing)}")
-    entries = _files(dependencies, dependencies)
-    entries = [(name, path) for name, path in entries if name != ".complete"]
-    for package in spec.packages:
-        entries += _files(spec.code_root, package)
+    entries = [(name, path) for name, path in _files(dependencies, dependencies) if name != ".complete"]
+    entries += _code_entries(spec)
     names = {name for name, _ in entries}
     if handler_module_path(spec) not in names:
         raise PackageError(f"functions.{spec.key}: {handler_module_path(spec)} is in none of its packages")

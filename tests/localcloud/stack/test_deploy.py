@@ -14,8 +14,9 @@ import pytest
 import yaml
 
 from localcloud.config import REPO_ROOT
-from localcloud.stack.deploy import CODE_ROOT_TAG, deploy_stack, zip_packages
+from localcloud.stack.deploy import CODE_ROOT_TAG, deploy_stack
 from localcloud.stack.model import load_stack
+from localcloud.stack.package import code_zip
 
 PROBE_STACK = REPO_ROOT / "tests" / "stacks" / "probe-stack.yaml"
 DATABASE_URL = "postgresql://probe:secret@127.0.0.1:1/probe"
@@ -125,7 +126,8 @@ def test_every_resource_reads_back_as_the_stack_file_says_after_two_deploys(aws_
 def test_lambda_code_is_a_zip_of_the_function_packages(aws_endpoint, stack_file):
     outputs = deploy(aws_endpoint, stack_file)
     spec = load_stack(stack_file).functions["probe"]
-    code = zip_packages(spec.packages)
+    code = code_zip(spec)
+    assert code_zip(spec) == code  # reproducible: an unchanged function keeps its CodeSha256
     deployed = aws_endpoint.client("lambda").get_function(FunctionName=outputs["PROBE_FUNCTION_NAME"])
     assert deployed["Configuration"]["CodeSha256"] == base64.b64encode(hashlib.sha256(code).digest()).decode()
     expected = {
