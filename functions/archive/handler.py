@@ -1,8 +1,8 @@
 """Lambda entry point: an EventBridge Scheduled Event runs one archive pass (see archive/service.py).
 
 Environment: ARCHIVE_BUCKET (required), ARCHIVE_PREFIX (default telemetry/), RETENTION_DAYS (default 30),
-ARCHIVE_PART_MAX_MB (uncompressed MB per part, default 256), ARCHIVE_GZIP_LEVEL (default 6) (see
-archive.settings), and the database variables of common.config. A failure raises: the invocation fails, so
+ARCHIVE_PART_MAX_MB (uncompressed MB per part, default 256), ARCHIVE_GZIP_LEVEL (default 6), all read by
+archive.settings, and the database variables of common.config. A failure raises: the invocation fails, so
 Lambda retries and the error alarm fires; nothing unverified is ever dropped.
 """
 

@@ -82,7 +82,7 @@ def lambda_handler(event: dict, context: LambdaContext) -> PartialItemFailureRes
             stored = store_batch(classifier.batch, store, reject_queue(settings.dlq_url) if settings.dlq_url else None)
         except BatchNotStored:
             logger.exception("batch not stored; every record reported failed for redelivery")
-            metrics.add_metric(name="BatchWriteFailures", unit=MetricUnit.Count, value=1)
+            add_counts(metrics, {"BatchWriteFailures": 1})
             _fail_all(processor)
         else:
             add_counts(metrics, {"Accepted": stored.inserted, "Duplicates": stored.duplicates,
