@@ -7,6 +7,9 @@ and are applied before the server imports any backend, so every request sees the
 from __future__ import annotations
 
 import argparse
+import os
+import signal
+import sys
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -20,8 +23,29 @@ def main(argv: list[str] | None = None) -> None:
     moto_patches.apply()
 
     from moto import server
+    from werkzeug.serving import run_simple
 
-    server.main(["--host", args.host, "--port", str(args.port)])
+    from localcloud.servers.request_guard import (
+        ALLOWED_ORIGINS_ENV,
+        RequestGuard,
+        is_loopback_host,
+        parse_allowed_origins,
+    )
+
+    try:
+        allowed_origins = parse_allowed_origins(os.environ.get(ALLOWED_ORIGINS_ENV, ""))
+    except ValueError as exc:
+        parser.error(str(exc))
+    # moto's server.main, with its app behind the request guard (web pages refused, no `*` CORS answers).
+    # Bound to a non-loopback address on purpose, the endpoint is reached by other names: Host is not checked.
+    app = RequestGuard(
+        server.DomainDispatcherApplication(server.create_backend_app),
+        allowed_origins,
+        check_host=is_loopback_host(args.host),
+    )
+    os.environ.setdefault("MOTO_PORT", str(args.port))  # moto builds some URLs (SQS queue URLs) with it
+    signal.signal(signal.SIGTERM, lambda _signum, _frame: sys.exit(0))
+    run_simple(args.host, args.port, app, threaded=True, request_handler=server.MotoRequestHandler)
 
 
 if __name__ == "__main__":
