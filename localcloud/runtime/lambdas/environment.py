@@ -105,7 +105,8 @@ class ExecutionEnvironment:
     def _spawn(self) -> None:
         parent, child = socket.socketpair()
         self._proc = subprocess.Popen(
-            [sys.executable, "-u", "-m", "localcloud.runtime.lambdas.worker", str(child.fileno())],
+            # -s: no user site-packages, which a function's HOME would otherwise choose.
+            [sys.executable, "-u", "-s", "-m", "localcloud.runtime.lambdas.worker", str(child.fileno())],
             env=self._env,
             cwd=self._launch_dir,
             stdin=subprocess.DEVNULL,

@@ -1,7 +1,8 @@
 """A deployed function's configuration, read from the AWS endpoint, and where its code lives in the repo.
 
 The local cloud does not unpack deployment zips: the function's tag `localcloud:code-root` names the folder
-that plays the zip's root (relative to the repo root, or absolute), and the worker imports the handler from it.
+that plays the zip's root (relative to the repo root, or absolute), and the worker imports the handler from it
+(once `code_roots` has checked that the folder is a trusted one).
 """
 
 from __future__ import annotations
@@ -22,6 +23,8 @@ class FunctionNotFoundError(LookupError):
 class FunctionConfigError(ValueError):
     """The function exists but cannot run locally (no code-root tag, not a Python runtime, no such folder)."""
 
+    error_type = "InvalidParameterValueException"  # how the control API names it, in Lambda's error shape
+
 
 class ThrottledError(RuntimeError):
     """Reserved concurrency 0: Lambda throttles every invocation (TooManyRequestsException)."""
@@ -37,6 +40,7 @@ class FunctionConfig:
     memory_mb: int
     environment: dict[str, str] = field(hash=False)
     code_root: Path
+    code_root_setting: str  # which of the function's settings named code_root, for error messages
     code_sha256: str
     last_modified: str
     reserved_concurrency: int | None
@@ -80,9 +84,6 @@ def fetch_function_config(lambda_client: Any, function_name: str, repo_root: Pat
             "(`localcloud deploy` sets it)"
         )
     code_root = Path(code_root_tag)
-    code_root = (code_root if code_root.is_absolute() else repo_root / code_root).resolve()
-    if not code_root.is_dir():
-        raise FunctionConfigError(f"{function_name}: code root {code_root} is not a folder")
     return FunctionConfig(
         name=config["FunctionName"],
         arn=config["FunctionArn"],
@@ -91,7 +92,8 @@ def fetch_function_config(lambda_client: Any, function_name: str, repo_root: Pat
         timeout_s=int(config.get("Timeout", 3)),
         memory_mb=int(config.get("MemorySize", 128)),
         environment=dict(config.get("Environment", {}).get("Variables", {})),
-        code_root=code_root,
+        code_root=(code_root if code_root.is_absolute() else repo_root / code_root).resolve(),
+        code_root_setting=f"tag {CODE_ROOT_TAG}",
         code_sha256=config.get("CodeSha256", ""),
         last_modified=config.get("LastModified", ""),
         reserved_concurrency=response.get("Concurrency", {}).get("ReservedConcurrentExecutions"),

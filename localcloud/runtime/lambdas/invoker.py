@@ -1,15 +1,16 @@
 """Runs deployed functions' handlers from the repo the way Lambda runs them.
 
 A function is looked up on the AWS endpoint (GetFunction: handler, runtime, timeout, memory, environment,
-tags, reserved concurrency); its code is the repo folder named by the tag `localcloud:code-root`.
+tags, reserved concurrency); its code is the repo folder named by the tag `localcloud:code-root`, which must be
+a trusted folder, as must whatever its environment adds to the search paths (see `code_roots`).
 Each execution environment is a worker process (see `worker`); environments stay warm between invocations
 and are reused, at most `reserved concurrency` (else `default_concurrency`) per function at a time: further
 invocations wait for a free one. The configuration is re-read at most every `config_refresh_s`; when it
 changed, warm environments retire and new invocations get environments built from the new configuration.
 
 `invoke` returns an InvocationResult for everything the function does (result, unhandled error, timeout,
-crash); it raises only when there is nothing to run: FunctionNotFoundError, FunctionConfigError,
-ThrottledError (reserved concurrency 0), botocore errors when the endpoint cannot be reached at the first
+crash); it raises only when there is nothing to run: FunctionNotFoundError, FunctionConfigError (and its
+CodeLocationError), ThrottledError (reserved concurrency 0), botocore errors when the endpoint cannot be reached at the first
 lookup, TypeError when the event is not JSON-serialisable.
 """
 
@@ -31,6 +32,7 @@ from botocore.exceptions import BotoCoreError, ClientError
 
 from localcloud.config import REPO_ROOT, aws_session
 from localcloud.runtime.lambdas.cloudwatch import LogShipper
+from localcloud.runtime.lambdas.code_roots import CodeLocationError, allowed_roots, check_function
 from localcloud.runtime.lambdas.environment import ExecutionEnvironment
 from localcloud.runtime.lambdas.function import (
     FunctionConfig,
@@ -41,6 +43,7 @@ from localcloud.runtime.lambdas.function import (
 )
 
 __all__ = [
+    "CodeLocationError",
     "FunctionConfigError",
     "FunctionNotFoundError",
     "InvocationResult",
@@ -130,6 +133,7 @@ class LambdaInvoker:
         region: str,
         *,
         repo_root: Path = REPO_ROOT,
+        code_roots: tuple[Path, ...] | None = None,
         default_concurrency: int = 4,
         log_dir: Path | None = None,
         config_refresh_s: float = 1.0,
@@ -137,6 +141,7 @@ class LambdaInvoker:
         self.endpoint_url = endpoint_url
         self.region = region
         self.repo_root = repo_root
+        self.code_roots = allowed_roots(repo_root) if code_roots is None else code_roots
         self.default_concurrency = default_concurrency
         self.config_refresh_s = config_refresh_s
         self._lambda = aws_session(region).client(
@@ -219,7 +224,7 @@ class LambdaInvoker:
         with self._lock:
             pool = self._pools.get(function_name)
         if pool is None:
-            config = fetch_function_config(self._lambda, function_name, self.repo_root)
+            config = self._runnable_config(function_name)
             with self._lock:
                 return self._pools.setdefault(function_name, _FunctionPool(config))
         if time.monotonic() - pool.checked_at >= self.config_refresh_s:
@@ -228,9 +233,14 @@ class LambdaInvoker:
                     self._refresh(function_name, pool)
         return pool
 
+    def _runnable_config(self, function_name: str) -> FunctionConfig:
+        config = fetch_function_config(self._lambda, function_name, self.repo_root)
+        check_function(config, self.code_roots)
+        return config
+
     def _refresh(self, function_name: str, pool: _FunctionPool) -> None:
         try:
-            config = fetch_function_config(self._lambda, function_name, self.repo_root)
+            config = self._runnable_config(function_name)
         except (FunctionNotFoundError, FunctionConfigError):
             # Deleted or no longer runnable: forget it, so the next invocation looks it up afresh.
             with self._lock:

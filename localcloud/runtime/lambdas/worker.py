@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import decimal
 import importlib
+import importlib.util
 import json
 import logging
 import math
@@ -103,7 +104,7 @@ def _log_error(error: dict[str, Any]) -> None:
     sys.stdout.write(_EVENT_LINE_BREAK.join(lines) + "\n")
 
 
-def _load_handler(spec: str) -> Callable[[Any, LambdaContext], Any]:
+def _load_handler(spec: str, task_root: str) -> Callable[[Any, LambdaContext], Any]:
     """Import the handler the way awslambdaric does, with its error types and messages."""
     try:
         module_name, function_name = spec.rsplit(".", 1)
@@ -111,6 +112,7 @@ def _load_handler(spec: str) -> Callable[[Any, LambdaContext], Any]:
         raise _Fault("Runtime.MalformedHandlerName", f"Bad handler '{spec}': {exc}") from exc
     if module_name.split(".")[0] in sys.builtin_module_names:
         raise _Fault("Runtime.BuiltInModuleConflict", f"Cannot use built-in module {module_name} as a handler module")
+    _refuse_outside(module_name.replace("/", ".").split(".")[0], task_root)
     try:
         module = importlib.import_module(module_name.replace("/", "."))
     except ImportError as exc:
@@ -122,6 +124,24 @@ def _load_handler(spec: str) -> Callable[[Any, LambdaContext], Any]:
         return getattr(module, function_name)
     except AttributeError as exc:
         raise _Fault("Runtime.HandlerNotFound", f"Handler '{function_name}' missing on module '{module_name}'") from exc
+
+
+def _refuse_outside(top_level: str, task_root: str) -> None:
+    """The handler's module must be the function's own code. On Lambda any importable module would do, but here
+    the functions run as the runtime's user: a library function as the handler (`cProfile.run` executes its
+    event) would let anyone who can create a function run anything."""
+    spec = importlib.util.find_spec(top_level)  # a top-level name: finds, imports nothing
+    if spec is None:
+        return  # the import below fails with Lambda's own message
+    locations = list(spec.submodule_search_locations or []) or [spec.origin or ""]
+    root = os.path.realpath(task_root)
+    inside = [os.path.isabs(path) and os.path.realpath(path).startswith(root + os.sep) for path in locations]
+    if not all(inside):  # frozen and built-in modules have no path ("frozen", "built-in"): outside too
+        raise _Fault(
+            "Runtime.ImportModuleError",
+            f"Unable to import module '{top_level}': the local cloud runs handlers only from the function's code "
+            f"folder {task_root}, not from {', '.join(locations)}",
+        )
 
 
 class _ResponseEncoder(json.JSONEncoder):
@@ -216,7 +236,7 @@ def main() -> None:
     sys.path[0] = task_root
     _setup_logging()
     try:
-        handler = _load_handler(os.environ["_HANDLER"])
+        handler = _load_handler(os.environ["_HANDLER"], task_root)
     except _Fault as fault:
         init_error = _error(fault.message, fault.error_type, fault.trace, "")
     except Exception as exc:
