@@ -48,11 +48,12 @@ class Run:
         settings = cloud.settings
         self.host, self.port, self.db = settings["MQTT_HOST"], int(settings["MQTT_PORT"]), settings["DATABASE_URL"]
         self.status_url = settings["LOCALCLOUD_CONTROL_URL"] + "/status"
+        self.control_auth = {"Authorization": f"Bearer {settings['LOCALCLOUD_CONTROL_TOKEN']}"}
 
     def backlog(self) -> tuple[int, int]:
         """Where readings wait: (records the rules engine has not put into Kinesis yet, Kinesis records the
         ingest mapping has not processed yet)."""
-        status = requests.get(self.status_url, timeout=10).json()
+        status = requests.get(self.status_url, headers=self.control_auth, timeout=10).json()
         behind = sum(m["records_behind"] or 0 for m in status["event_source_mappings"] if "ingest" in m["function"])
         return status["rules_engine"]["pending_records"], behind
 

@@ -6,9 +6,12 @@ psql, awslocal, mosquitto_pub and pytest can all use them.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shlex
 import sys
+import tempfile
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -20,6 +23,10 @@ REPO_ROOT = Path(__file__).resolve().parent.parent
 # The functions' code root, as a Lambda zip's root is: handlers import `ingest.handler`, `common.db`, ...
 FUNCTIONS_DIR = REPO_ROOT / "functions"
 STACK_FILE = REPO_ROOT / "infrastructure" / "stack.yaml"
+
+
+CONTROL_TOKEN_ENV = "LOCALCLOUD_CONTROL_TOKEN"  # noqa: S105 (the variable's name, not a token)
+SECRET_ENV = frozenset({CONTROL_TOKEN_ENV, "DATABASE_URL", "PGPASSWORD", "GRAFANA_DB_PASSWORD"})
 
 
 def _env(name: str, default: str) -> str:
@@ -85,13 +92,20 @@ def aws_client_env(endpoint_url: str, region: str) -> dict[str, str]:
 
 
 def write_env_file(path: Path, values: dict[str, str]) -> None:
-    """Write `export KEY='value'` lines atomically, readable only by the owner (it holds a DB password)."""
+    """Write `export KEY='value'` lines atomically, readable only by the owner (it holds a DB password and the
+    control token): the file is 0600 from its creation (mkstemp: O_EXCL, a fresh name), then renamed over."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(".tmp")
     lines = [f"export {key}={shlex.quote(str(value))}" for key, value in sorted(values.items())]
-    tmp.write_text("# written by `localcloud up`; source it: . .local/env\n" + "\n".join(lines) + "\n")
-    tmp.chmod(0o600)
-    tmp.replace(path)
+    text = "# written by `localcloud up`; source it: . .local/env\n" + "\n".join(lines) + "\n"
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "w") as file:
+            file.write(text)
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(tmp)
+        raise
 
 
 def read_env_file(path: Path) -> dict[str, str]:
@@ -103,6 +117,22 @@ def read_env_file(path: Path) -> dict[str, str]:
             key, raw = line[len("export ") :].split("=", 1)
             values[key] = shlex.split(raw)[0] if raw else ""
     return values
+
+
+def control_token(settings: Settings) -> str:
+    """The bearer token of the runtime's control API: the one `up` keeps in the env file, else the environment's
+    (the file wins: a shell may still export the token of an earlier state dir); "" when there is none."""
+    try:
+        from_file = read_env_file(settings.env_file).get(CONTROL_TOKEN_ENV, "")
+    except PermissionError:  # another user's local cloud
+        from_file = ""
+    return from_file or os.environ.get(CONTROL_TOKEN_ENV, "")
+
+
+def without_secrets(environ: Mapping[str, str]) -> dict[str, str]:
+    """`environ` minus the variables that hold secrets (a shell that sourced the env file exports them): for
+    servers that need none of them, such as PostgreSQL and mosquitto, which run as other users."""
+    return {key: value for key, value in environ.items() if key not in SECRET_ENV}
 
 
 def import_functions() -> None:

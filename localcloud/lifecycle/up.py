@@ -4,10 +4,19 @@ file."""
 from __future__ import annotations
 
 import os
+import secrets
 import sys
 import time
 
-from localcloud.config import Settings, aws_client_env, import_functions, read_env_file, write_env_file
+from localcloud.config import (
+    CONTROL_TOKEN_ENV,
+    Settings,
+    aws_client_env,
+    import_functions,
+    read_env_file,
+    without_secrets,
+    write_env_file,
+)
 from localcloud.lifecycle.components import (
     MOSQUITTO,
     MOTO,
@@ -27,12 +36,14 @@ def up(settings: Settings) -> None:
     started = time.monotonic()
     settings.state_dir.mkdir(parents=True, exist_ok=True)
     registry = registry_for(settings)
-    base_env = {**os.environ, **aws_client_env(settings.endpoint_url, settings.region)}
+    token = ensure_control_token(settings)
+    # No server gets the secrets a shell that sourced the env file exports; moto and the runtime get the token.
+    base_env = {**without_secrets(os.environ), **aws_client_env(settings.endpoint_url, settings.region)}
     mqtt_host, mqtt_port, external_mqtt = mqtt_address(settings)
     if settings.uses_external_endpoint:
         step(f"AWS endpoint: using {settings.endpoint_url}")
     else:
-        moto_env = {**base_env, "LOCALCLOUD_RUNTIME_URL": control_url(settings)}
+        moto_env = {**base_env, "LOCALCLOUD_RUNTIME_URL": control_url(settings), CONTROL_TOKEN_ENV: token}
         argv = [sys.executable, "-m", "localcloud.servers.aws_endpoint", "--port", str(settings.moto_port)]
         step(ensure_server(registry, MOTO, settings.moto_port, argv, moto_env))
     if external_mqtt:
@@ -43,7 +54,7 @@ def up(settings: Settings) -> None:
     run_migrations(database_url)
     grafana = grafana_login(database_url, read_env_file(settings.env_file).get("GRAFANA_DB_PASSWORD"))
     outputs = deploy(settings, database_url)
-    runtime_env = {**base_env, "MQTT_HOST": mqtt_host, "MQTT_PORT": str(mqtt_port)}
+    runtime_env = {**base_env, "MQTT_HOST": mqtt_host, "MQTT_PORT": str(mqtt_port), CONTROL_TOKEN_ENV: token}
     runtime_env["LOCALCLOUD_CONTROL_PORT"] = str(settings.control_port)
     argv = [sys.executable, "-m", "localcloud", "runtime"]
     step(ensure_server(registry, RUNTIME, settings.control_port, argv, runtime_env))
@@ -55,6 +66,7 @@ def up(settings: Settings) -> None:
         "MQTT_HOST": mqtt_host,
         "MQTT_PORT": str(mqtt_port),
         "LOCALCLOUD_CONTROL_URL": control_url(settings),
+        CONTROL_TOKEN_ENV: token,
         "LOCALCLOUD_STATE_DIR": str(settings.state_dir),
         **grafana,
         **outputs,
@@ -67,6 +79,17 @@ def up(settings: Settings) -> None:
     print(f"  runtime        {control_url(settings)}/status")
     print(f"  logs           {settings.logs_dir}")
     print(f"\nuse it from a shell:  . {settings.env_file}")
+
+
+def ensure_control_token(settings: Settings) -> str:
+    """The control API's token: the one in the env file (servers already running use it), else a new one, saved
+    there at once so that a later `up` finds it even when this one fails half-way."""
+    saved = read_env_file(settings.env_file)
+    if saved.get(CONTROL_TOKEN_ENV):
+        return saved[CONTROL_TOKEN_ENV]
+    token = secrets.token_urlsafe(32)
+    write_env_file(settings.env_file, {**saved, CONTROL_TOKEN_ENV: token})
+    return token
 
 
 def start_broker(settings: Settings, registry: ProcessRegistry, host: str, port: int, env: dict[str, str]) -> None:

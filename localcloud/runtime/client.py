@@ -1,17 +1,18 @@
-"""The runtime's control API, seen from the CLI, the demo and the tests: requests, firing schedules, waiting
-for it to answer."""
+"""The runtime's control API, seen from the CLI, the demo and the tests: requests (with the bearer token `up`
+keeps in the env file), firing schedules, waiting for it to answer."""
 
 from __future__ import annotations
 
 import base64
 import time
 from collections.abc import Callable
+from http import HTTPStatus
 from pathlib import Path
 from typing import Any
 
 import requests
 
-from localcloud.config import Settings
+from localcloud.config import CONTROL_TOKEN_ENV, Settings, control_token
 from localcloud.errors import LocalCloudError
 
 INVOKE_TIMEOUT_S = 930  # above the longest function timeout (900 s), so an invocation is never cut by us
@@ -21,13 +22,33 @@ def control_url(settings: Settings) -> str:
     return f"http://127.0.0.1:{settings.control_port}"
 
 
-def runtime_request(settings: Settings, method: str, path: str, **kwargs: Any) -> requests.Response:
-    try:
-        return requests.request(
-            method, control_url(settings) + path, timeout=kwargs.pop("timeout", INVOKE_TIMEOUT_S), **kwargs
+def auth_headers(settings: Settings) -> dict[str, str]:
+    """The control API's Authorization header, with the token `up` keeps in the env file."""
+    token = control_token(settings)
+    if not token:
+        raise LocalCloudError(
+            f"no control token ({CONTROL_TOKEN_ENV}) in {settings.env_file} or the environment: run `localcloud up`"
         )
+    return {"Authorization": f"Bearer {token}"}
+
+
+def runtime_request(settings: Settings, method: str, path: str, **kwargs: Any) -> requests.Response:
+    headers = {**kwargs.pop("headers", {}), **auth_headers(settings)}
+    timeout = kwargs.pop("timeout", INVOKE_TIMEOUT_S)
+    try:
+        response = requests.request(method, control_url(settings) + path, headers=headers, timeout=timeout, **kwargs)
     except requests.ConnectionError as exc:
         raise LocalCloudError(f"the runtime is not answering on {control_url(settings)}: run `localcloud up`") from exc
+    _refuse_unauthorised(settings, response)
+    return response
+
+
+def _refuse_unauthorised(settings: Settings, response: requests.Response) -> None:
+    if response.status_code == HTTPStatus.UNAUTHORIZED:
+        raise LocalCloudError(
+            f"the runtime on {control_url(settings)} refused our control token: it was started with another one "
+            f"(was {settings.env_file} removed?); run `localcloud down`, then `localcloud up`"
+        )
 
 
 def fire_schedule(settings: Settings, schedule: str) -> dict[str, Any]:
@@ -45,10 +66,13 @@ def wait_for_runtime(settings: Settings, alive: Callable[[], bool], log_file: Pa
         if not alive():
             raise LocalCloudError(f"the runtime exited during start-up; see {log_file}")
         try:
-            if requests.get(control_url(settings) + "/status", timeout=2).ok:
-                return
+            response = requests.get(control_url(settings) + "/status", headers=auth_headers(settings), timeout=2)
         except requests.RequestException:
-            pass
+            response = None
+        if response is not None:
+            _refuse_unauthorised(settings, response)
+            if response.ok:
+                return
         time.sleep(0.1)
     raise LocalCloudError(f"the runtime did not answer within {timeout:.0f}s; see {log_file}")
 

@@ -2,7 +2,9 @@
 
 LambdaInvoker (runs handlers), EventSourceMappingPoller (Kinesis → Lambda), RulesEngine (MQTT → IoT SQL →
 Kinesis), Scheduler (EventBridge rules / Scheduler schedules → Lambda), and a control HTTP server on
-127.0.0.1:<control_port>:
+127.0.0.1:<control_port>. Every request needs `Authorization: Bearer <LOCALCLOUD_CONTROL_TOKEN>` (401 otherwise;
+`up` keeps the token in the env file, readable by its owner only) and a loopback `Host`, and a browser's
+`Origin`/`Referer` must be loopback (403 otherwise: no web page, even one rebinding its name to 127.0.0.1):
 
   GET  /status                  components, ESM positions/lag, schedules, recent invocations, rule counters
   POST /invoke/{function}       body = the event; X-Invocation-Type RequestResponse (default) | Event | DryRun
@@ -28,11 +30,13 @@ from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
-from localcloud.config import Settings
+from localcloud.config import CONTROL_TOKEN_ENV, Settings, control_token
+from localcloud.errors import LocalCloudError
 from localcloud.runtime.esm import EventSourceMappingPoller
 from localcloud.runtime.iot.engine import RulesEngine
-from localcloud.runtime.lambdas.invoker import FunctionNotFoundError, LambdaInvoker, ThrottledError
+from localcloud.runtime.lambdas.invoker import FunctionConfigError, FunctionNotFoundError, LambdaInvoker, ThrottledError
 from localcloud.runtime.scheduler.scheduler import Scheduler, UnknownScheduleError, function_name_from_arn
+from localcloud.servers.request_guard import has_bearer_token, refusal
 
 log = logging.getLogger("localcloud.runtime.process")
 # Stopping waits for the pollers to catch up: idle for a few polls in a row (longer than a poller's pause on
@@ -66,7 +70,7 @@ def result_summary(result: Any) -> dict[str, Any]:
 
 
 class Runtime:
-    def __init__(self, settings: Settings) -> None:
+    def __init__(self, settings: Settings, control_token: str) -> None:
         self.settings = settings
         endpoint, region = settings.endpoint_url, settings.region
         self.invoker = LambdaInvoker(endpoint, region, log_dir=settings.logs_dir / "lambda")
@@ -76,7 +80,7 @@ class Runtime:
         self.rules_engine = RulesEngine(endpoint, region, settings.mqtt_host, settings.mqtt_port)
         self.scheduler = Scheduler(endpoint, region, self.invoker)
         self._async_invocations = ThreadPoolExecutor(8, thread_name_prefix="invoke-event")
-        self._server = ThreadingHTTPServer(("127.0.0.1", settings.control_port), _handler_for(self))
+        self._server = ThreadingHTTPServer(("127.0.0.1", settings.control_port), _handler_for(self, control_token))
         self._server.daemon_threads = True
         self._stopped = threading.Event()
         self._finished = threading.Event()
@@ -155,7 +159,7 @@ class Runtime:
         return invocation_response(self.invoker.invoke(function_name, event))
 
 
-def _handler_for(runtime: Runtime) -> type[BaseHTTPRequestHandler]:
+def _handler_for(runtime: Runtime, control_token: str) -> type[BaseHTTPRequestHandler]:
     class ControlHandler(BaseHTTPRequestHandler):
         protocol_version = "HTTP/1.1"
 
@@ -176,13 +180,32 @@ def _handler_for(runtime: Runtime) -> type[BaseHTTPRequestHandler]:
         def _path(self) -> list[str]:
             return [urllib.parse.unquote(part) for part in urllib.parse.urlsplit(self.path).path.split("/") if part]
 
+        def _refused(self) -> bool:
+            """Answer 403 or 401 (and close: the body stays unread) when the request may not drive the runtime."""
+            reason = refusal(self.headers.get("Host"), self.headers.get("Origin"), self.headers.get("Referer"))
+            if reason:
+                status, headers = HTTPStatus.FORBIDDEN, {}
+            elif not has_bearer_token(self.headers.get("Authorization"), control_token):
+                status, headers = HTTPStatus.UNAUTHORIZED, {"WWW-Authenticate": 'Bearer realm="localcloud"'}
+                reason = f"missing or wrong bearer token: send Authorization: Bearer ${CONTROL_TOKEN_ENV} (env file)"
+            else:
+                return False
+            self.close_connection = True
+            body = json.dumps({"error": reason}).encode()
+            self._send(status, body, {"Content-Type": "application/json", "Connection": "close", **headers})
+            return True
+
         def do_GET(self) -> None:
+            if self._refused():
+                return
             if self._path() == ["status"]:
                 self._json(HTTPStatus.OK, runtime.status())
             else:
                 self._json(HTTPStatus.NOT_FOUND, {"error": f"no such resource: {self.path}"})
 
         def do_POST(self) -> None:
+            if self._refused():
+                return
             body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
             path = self._path()
             try:
@@ -197,6 +220,8 @@ def _handler_for(runtime: Runtime) -> type[BaseHTTPRequestHandler]:
                     self._json(HTTPStatus.NOT_FOUND, {"error": f"no such resource: {self.path}"})
             except FunctionNotFoundError as exc:
                 self._json(HTTPStatus.NOT_FOUND, {"errorType": "ResourceNotFoundException", "errorMessage": str(exc)})
+            except FunctionConfigError as exc:  # nothing runnable (an untrusted code folder, not Python...)
+                self._json(HTTPStatus.BAD_REQUEST, {"errorType": exc.error_type, "errorMessage": str(exc)})
             except ThrottledError as exc:
                 self._json(
                     HTTPStatus.TOO_MANY_REQUESTS, {"errorType": "TooManyRequestsException", "errorMessage": str(exc)}
@@ -223,7 +248,11 @@ def _handler_for(runtime: Runtime) -> type[BaseHTTPRequestHandler]:
 
 def main() -> None:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    runtime = Runtime(Settings())
+    settings = Settings()
+    token = control_token(settings)
+    if not token:
+        raise LocalCloudError(f"no control token: start the runtime with `localcloud up`, or set {CONTROL_TOKEN_ENV}")
+    runtime = Runtime(settings, token)
     runtime.start()
 
     def shutdown(signum: int, _frame: Any) -> None:

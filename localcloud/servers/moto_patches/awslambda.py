@@ -13,6 +13,7 @@ from typing import Any
 
 from moto.core.exceptions import JsonRESTError
 
+from localcloud.config import CONTROL_TOKEN_ENV
 from localcloud.servers.moto_patches.install import install
 
 RUNTIME_URL_ENV = "LOCALCLOUD_RUNTIME_URL"
@@ -52,13 +53,11 @@ def _call_runtime(
     base = urllib.parse.urlsplit(runtime_url)
     path = f"{base.path.rstrip('/')}/invoke/{urllib.parse.quote(function_name, safe='')}"
     connection = http.client.HTTPConnection(base.hostname or "127.0.0.1", base.port or 80, timeout=timeout)
+    headers = {"X-Invocation-Type": invocation_type, "Content-Type": "application/json"}
+    if os.environ.get(CONTROL_TOKEN_ENV):  # `up` gives this process the runtime's control token
+        headers["Authorization"] = f"Bearer {os.environ[CONTROL_TOKEN_ENV]}"
     try:
-        connection.request(
-            "POST",
-            path,
-            body=payload,
-            headers={"X-Invocation-Type": invocation_type, "Content-Type": "application/json"},
-        )
+        connection.request("POST", path, body=payload, headers=headers)
         response = connection.getresponse()
         body = response.read()
     except OSError as error:  # refused, reset, timed out
