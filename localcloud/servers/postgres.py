@@ -16,6 +16,7 @@ import os
 import pwd
 import secrets
 import shutil
+import stat
 import subprocess
 import tempfile
 from collections.abc import Iterator
@@ -23,6 +24,7 @@ from pathlib import Path
 
 import psycopg
 
+from localcloud.config import without_secrets
 from localcloud.errors import LocalCloudError
 from localcloud.servers.procs import free_port
 
@@ -100,7 +102,9 @@ class PostgresCluster:
         return ["runuser", "-u", self.run_user, "--", *argv] if self.run_user else argv
 
     def _check(self, tool: str, *args: str, timeout: float = 120) -> subprocess.CompletedProcess[str]:
-        proc = subprocess.run(self._cmd(tool, *args), capture_output=True, text=True, timeout=timeout)
+        # The server runs as another user, who could read its environment: none of our secrets in it.
+        env = without_secrets(os.environ)
+        proc = subprocess.run(self._cmd(tool, *args), capture_output=True, text=True, timeout=timeout, env=env)
         if proc.returncode != 0:
             raise PostgresError(f"{tool} {' '.join(args)} failed ({proc.returncode}): {proc.stderr.strip()}")
         return proc
@@ -112,7 +116,15 @@ class PostgresCluster:
 
     @property
     def password(self) -> str:
-        return self.password_file.read_text().strip()
+        # O_NOFOLLOW: the run user owns the folder and must not make us read another file (and publish it in URLs).
+        try:
+            fd = os.open(self.password_file, os.O_RDONLY | os.O_NOFOLLOW)
+        except OSError as exc:
+            raise PostgresError(
+                f"cannot read {self.password_file} ({exc.strerror}): it must be a regular file"
+            ) from exc
+        with os.fdopen(fd) as file:
+            return file.read().strip()
 
     def preloads_timescaledb(self, flavour: str) -> bool:
         """Whether the server starts with TimescaleDB loaded for the requested flavour (auto|timescale|postgres)."""
@@ -131,18 +143,27 @@ class PostgresCluster:
         return False
 
     def init(self) -> None:
-        """initdb once; the superuser password is generated and kept in root_dir/password (mode 0600)."""
+        """initdb once; the superuser password is generated and kept in root_dir/password (mode 0600 from its
+        creation). As root, root_dir goes to the run user, so its entries are only touched through descriptors
+        opened without following symlinks: nothing planted there makes us chmod, chown or write another file."""
         if self.initialized:
             return
-        self.root_dir.mkdir(parents=True, exist_ok=True)
-        self.root_dir.chmod(0o700)
-        if not self.password_file.exists():
-            self.password_file.write_text(secrets.token_urlsafe(24) + "\n")
-        self.password_file.chmod(0o600)
+        self.root_dir.parent.mkdir(parents=True, exist_ok=True)
+        with contextlib.suppress(FileExistsError):
+            os.mkdir(self.root_dir, 0o700)
+        try:
+            folder = os.open(self.root_dir, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW)
+        except OSError as exc:
+            raise PostgresError(f"{self.root_dir} is not a folder ({exc.strerror}): remove it") from exc
+        try:
+            self._write_password(folder)
+            os.fchmod(folder, 0o700)
+            if self.run_user:
+                user = pwd.getpwnam(self.run_user)
+                os.fchown(folder, user.pw_uid, user.pw_gid)
+        finally:
+            os.close(folder)
         if self.run_user:
-            user = pwd.getpwnam(self.run_user)
-            for path in (self.root_dir, self.password_file):
-                os.chown(path, user.pw_uid, user.pw_gid)
             probe = subprocess.run(["runuser", "-u", self.run_user, "--", "test", "-w", str(self.root_dir)])
             if probe.returncode != 0:
                 raise PostgresError(
@@ -154,6 +175,34 @@ class PostgresCluster:
             "--auth-host=scram-sha-256", "--auth-local=scram-sha-256", "--encoding=UTF8", "--locale=C",
             "--no-sync",
         )  # fmt: skip
+
+    def _write_password(self, folder: int) -> None:
+        """Create the password file (0600 from the start, O_EXCL) or, after an interrupted init, take the existing
+        one: a regular file, opened without following a symlink, made 0600. initdb (the run user) reads it."""
+        name, created = self.password_file.name, True
+        try:
+            fd = os.open(name, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600, dir_fd=folder)
+        except FileExistsError:
+            fd, created = self._existing_password(folder), False
+        try:
+            if created:
+                os.write(fd, (secrets.token_urlsafe(24) + "\n").encode())
+            if self.run_user:
+                user = pwd.getpwnam(self.run_user)
+                os.fchown(fd, user.pw_uid, user.pw_gid)
+        finally:
+            os.close(fd)
+
+    def _existing_password(self, folder: int) -> int:
+        try:
+            fd = os.open(self.password_file.name, os.O_RDONLY | os.O_NOFOLLOW, dir_fd=folder)
+        except OSError as exc:
+            raise PostgresError(f"{self.password_file} is not a regular file ({exc.strerror}): remove it") from exc
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            os.close(fd)
+            raise PostgresError(f"{self.password_file} is not a regular file: remove it")
+        os.fchmod(fd, 0o600)
+        return fd
 
     def start(self, timeout: float = 60, flavour: str = "auto") -> None:
         """Start the server unless it runs; a running server keeps the libraries it was started with."""

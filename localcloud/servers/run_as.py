@@ -9,6 +9,7 @@ from __future__ import annotations
 import hashlib
 import os
 import pwd
+import stat
 import subprocess
 from pathlib import Path
 
@@ -20,12 +21,18 @@ def reachable(user: str, folder: Path) -> bool:
     return subprocess.run(["runuser", "-u", user, "--", "test", "-x", str(folder)], capture_output=True).returncode == 0
 
 
-def server_dir(state_dir: Path, kind: str, run_user: str) -> Path:
-    """A folder under /var/tmp named after the kind and a hash of the state dir; ours or the run user's."""
+def server_dir(state_dir: Path, kind: str, run_user: str, base: Path = Path("/var/tmp")) -> Path:  # noqa: S108
+    """A folder under /var/tmp named after the kind and a hash of the state dir. Anyone can create entries there,
+    so it is created here in one step, private (0700, ours: the caller hands it on), or, when it exists, must be a
+    real folder (not a symlink) that we or the run user own; nothing is checked first and created later."""
     digest = hashlib.sha256(str(state_dir.resolve()).encode()).hexdigest()[:10]
-    folder = Path("/var/tmp") / f"iotkpi-{kind}-{digest}"  # noqa: S108 (ownership checked below)
-    trusted = {os.geteuid(), pwd.getpwnam(run_user).pw_uid}
-    if folder.is_symlink() or (folder.exists() and folder.stat().st_uid not in trusted):
+    folder = base / f"iotkpi-{kind}-{digest}"
+    try:
+        os.mkdir(folder, 0o700)
+        return folder
+    except FileExistsError:
+        found = os.lstat(folder)
+    if not stat.S_ISDIR(found.st_mode) or found.st_uid not in {os.geteuid(), pwd.getpwnam(run_user).pw_uid}:
         raise LocalCloudError(
             f"{folder} exists and is not ours: remove it, or move the state dir (LOCALCLOUD_STATE_DIR)"
         )
