@@ -54,7 +54,7 @@ def error_action_body(record: Record) -> str:
         {
             "ruleName": record.rule_name,
             "topic": record.message.topic,
-            "cloudwatchTraceId": str(uuid.uuid4()),
+            "cloudwatchTraceId": record.message.trace_id or str(uuid.uuid4()),
             "clientId": record.message.client_id or "",
             "base64OriginalPayload": base64.b64encode(record.message.payload).decode(),
             "failures": [

@@ -1,23 +1,31 @@
-"""Values and expression nodes of the IoT SQL evaluator (see localcloud/runtime/iot/sql.py for the supported subset).
+"""Expression nodes of the IoT SQL evaluator and what they evaluate against (a message in a `Context`).
 
-Semantics follow AWS's operator tables where they matter:
-- a missing field is Undefined; Undefined select items are left out of the output;
-- `=`/`<>` compare values of the same type (Int and Decimal are both numbers); different types give Undefined;
-- `< <= > >=` and arithmetic convert both operands to numbers (numeric strings convert, as AWS does) and give
-  Undefined otherwise; Int op Int stays Int (`/` truncates toward zero, `%` takes the sign of the dividend, as
-  Java does); division by zero and overflow give Undefined;
-- AND/OR/NOT take booleans or the strings "true"/"false" (any case); anything else gives Undefined;
-- `x IS NULL` is true for JSON null only; `x IS UNDEFINED` for a missing value.
+Values and their JSON form are in values.py, operator semantics in operators.py, functions in functions/.
+Field references, `.name` and `[n]` on a value of the wrong shape give Undefined, as on IoT Core.
 """
 
 from __future__ import annotations
 
-import json
-import math
-import re
-import uuid
-from dataclasses import dataclass
-from typing import Any
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from localcloud.runtime.iot import operators
+from localcloud.runtime.iot.conversions import to_bool
+from localcloud.runtime.iot.values import UNDEFINED, Numbers
+
+if TYPE_CHECKING:
+    from localcloud.runtime.iot.functions import Function
+    from localcloud.runtime.iot.functions.services import Lookups
+
+
+class _Dropped:
+    __slots__ = ()
+
+    def __repr__(self) -> str:
+        return "Dropped"
+
+
+DROPPED: Any = _Dropped()  # what a SELECT gives when its WHERE is not true
 
 
 class UnsupportedSql(ValueError):
@@ -25,110 +33,64 @@ class UnsupportedSql(ValueError):
 
 
 class SqlEvaluationError(ValueError):
-    """A message the rule cannot be evaluated on (AWS logs these and performs no action)."""
+    """A message the rule cannot be evaluated on (IoT Core performs no action for it)."""
 
 
-class _Undefined:
-    __slots__ = ()
+@dataclass(frozen=True)
+class MqttProperties:
+    """The MQTT 5 properties of the PUBLISH, as the publisher sent them (get_mqtt_property, get_user_properties)."""
 
-    def __repr__(self) -> str:
-        return "Undefined"
-
-
-UNDEFINED: Any = _Undefined()
+    content_type: str | None = None
+    format_indicator: int | None = None
+    response_topic: str | None = None
+    correlation_data: bytes | None = None
+    user_properties: tuple[tuple[str, str], ...] = ()
 
 
 @dataclass(frozen=True)
 class Message:
+    """One MQTT message and what the broker told us about its publisher."""
+
     topic: str
     payload: bytes
     received_at_ms: int
     client_id: str | None = None
+    principal: str | None = None
+    source_ip: str | None = None
+    trace_id: str | None = None
+    properties: MqttProperties | None = None
+
+
+@dataclass
+class Environment:
+    """What a rule runs in: its account, the endpoint's services for get_secret() & co, and its SQL version."""
+
+    numbers: Numbers
+    account_id: str | None = None
+    lookups: Lookups | None = None
 
 
 class Context:
-    """What expressions see: the message, its payload object, its topic levels."""
+    """What expressions see: the message, the value `*` stands for, and the object fields are read from
+    (the payload at the top level, an element of the FROM array in a nested SELECT)."""
 
-    __slots__ = ("document", "message", "topic_levels")
+    __slots__ = ("calls", "document", "environment", "message", "numbers", "payload")
 
-    def __init__(self, message: Message, document: dict[str, Any]) -> None:
+    def __init__(self, message: Message, payload: Any, environment: Environment) -> None:
         self.message = message
-        self.document = document
-        self.topic_levels = message.topic.split("/")
+        self.payload = payload
+        self.document = payload if type(payload) is dict else {}
+        self.environment = environment
+        self.numbers = environment.numbers
+        self.calls: dict[str, int] = {}  # service function calls of this evaluation, for their per-statement limits
+
+    def nested(self, document: Any) -> Context:
+        inner = Context(self.message, document, self.environment)
+        inner.calls = self.calls
+        return inner
 
 
-# -- values ------------------------------------------------------------------------------------------------------
-def _is_number(value: Any) -> bool:
-    return isinstance(value, int | float) and not isinstance(value, bool)
-
-
-_NUMERIC_STRING = re.compile(r"[+-]?(?:\d+\.?\d*|\.\d+)(?:[eE][+-]?\d+)?")
-
-
-def _to_number(value: Any) -> Any:
-    if _is_number(value):
-        return value
-    if isinstance(value, str) and _NUMERIC_STRING.fullmatch(value):
-        if value.lstrip("+-").isdigit():
-            return int(value)
-        number = float(value)
-        return number if math.isfinite(number) else UNDEFINED
-    return UNDEFINED
-
-
-def to_bool(value: Any) -> Any:
-    if isinstance(value, bool):
-        return value
-    if isinstance(value, str) and value.lower() in {"true", "false"}:
-        return value.lower() == "true"
-    return UNDEFINED
-
-
-def _kind(value: Any) -> str:
-    return "number" if _is_number(value) else type(value).__name__
-
-
-def _equal(left: Any, right: Any) -> Any:
-    if left is UNDEFINED or right is UNDEFINED or _kind(left) != _kind(right):
-        return UNDEFINED
-    if isinstance(left, list):
-        return len(left) == len(right) and all(_equal(a, b) is True for a, b in zip(left, right, strict=True))
-    if isinstance(left, dict):
-        return left.keys() == right.keys() and all(_equal(v, right[k]) is True for k, v in left.items())
-    return left == right
-
-
-def _java_divide(left: Any, right: Any) -> Any:
-    if right == 0:
-        return UNDEFINED
-    if isinstance(left, int) and isinstance(right, int):
-        quotient = abs(left) // abs(right)
-        return quotient if (left >= 0) == (right >= 0) else -quotient
-    return left / right
-
-
-def _java_modulo(left: Any, right: Any) -> Any:
-    if right == 0:
-        return UNDEFINED
-    return math.fmod(left, right) if isinstance(left, float) or isinstance(right, float) else _int_rem(left, right)
-
-
-def _int_rem(left: int, right: int) -> int:
-    remainder = abs(left) % abs(right)
-    return remainder if left >= 0 else -remainder
-
-
-_ARITHMETIC = {
-    "+": lambda a, b: a + b,
-    "-": lambda a, b: a - b,
-    "*": lambda a, b: a * b,
-    "/": _java_divide,
-    "%": _java_modulo,
-}
-_ORDERING = {"<": lambda a, b: a < b, "<=": lambda a, b: a <= b, ">": lambda a, b: a > b, ">=": lambda a, b: a >= b}
-
-
-# -- AST -------------------------------------------------------------------------------------------------------
+# -- nodes -------------------------------------------------------------------------------------------------------
 @dataclass(frozen=True)
 class Literal:
     value: Any
@@ -138,80 +100,134 @@ class Literal:
 
 
 @dataclass(frozen=True)
+class Star:
+    """`*` as a function argument: the whole payload (JSON value, or Undefined when it is binary)."""
+
+    def eval(self, ctx: Context) -> Any:
+        return ctx.payload
+
+
+def access(value: Any, step: str | int) -> Any:
+    """`value.step` or `value[step]`: Undefined when the value has no such member."""
+    if type(step) is str:
+        if type(value) is dict:
+            return value.get(step, UNDEFINED)
+        return UNDEFINED
+    if type(value) is list and 0 <= step < len(value):
+        return value[step]
+    return UNDEFINED
+
+
+@dataclass(frozen=True)
 class Path:
+    """A field of the current object, with `.name` and `[n]` steps: `state.reported.color`, `readings[0]`."""
+
     steps: tuple[str | int, ...]
 
     def eval(self, ctx: Context) -> Any:
         value: Any = ctx.document
         for step in self.steps:
-            in_object = isinstance(step, str) and isinstance(value, dict) and step in value
-            in_array = isinstance(step, int) and isinstance(value, list) and 0 <= step < len(value)
-            if not (in_object or in_array):
+            value = access(value, step)
+            if value is UNDEFINED:
                 return UNDEFINED
-            value = value[step]
+        return value
+
+
+@dataclass(frozen=True)
+class Member:
+    """`.name` / `[n]` steps on any expression's value: `decode(x, 'base64').temperature`, `get(a, 0).v`."""
+
+    base: Any
+    steps: tuple[str | int, ...]
+
+    def eval(self, ctx: Context) -> Any:
+        value = self.base.eval(ctx)
+        for step in self.steps:
+            value = access(value, step)
+            if value is UNDEFINED:
+                return UNDEFINED
         return value
 
 
 @dataclass(frozen=True)
 class Call:
-    name: str
+    function: Function
     args: tuple[Any, ...]
 
     def eval(self, ctx: Context) -> Any:
-        if self.name == "topic":
-            if not self.args:
-                return ctx.message.topic
-            index = self.args[0].eval(ctx)
-            if isinstance(index, int) and not isinstance(index, bool) and 1 <= index <= len(ctx.topic_levels):
-                return ctx.topic_levels[index - 1]
-            return UNDEFINED
-        if self.name == "timestamp":
-            return ctx.message.received_at_ms
-        if self.name == "clientid":
-            return ctx.message.client_id if ctx.message.client_id is not None else UNDEFINED
-        return str(uuid.uuid4())  # newuuid(), the only other function the parser accepts
+        if self.function.lazy:
+            return self.function.impl(ctx, *self.args)
+        return self.function.impl(ctx, *[arg.eval(ctx) for arg in self.args])
 
 
 @dataclass(frozen=True)
-class Unary:
-    op: str
+class Cast:
+    operand: Any
+    convert: Any  # conversions.CAST_TYPES[...]
+
+    def eval(self, ctx: Context) -> Any:
+        return self.convert(self.operand.eval(ctx), ctx.numbers)
+
+
+@dataclass(frozen=True)
+class Negate:
     operand: Any
 
     def eval(self, ctx: Context) -> Any:
-        value = self.operand.eval(ctx)
-        if self.op == "NOT":
-            truth = to_bool(value)
-            return UNDEFINED if truth is UNDEFINED else not truth
-        number = _to_number(value)
-        return UNDEFINED if number is UNDEFINED else -number
+        return operators.negate(self.operand.eval(ctx), ctx.numbers)
 
 
 @dataclass(frozen=True)
-class Binary:
-    op: str
+class Not:
+    operand: Any
+
+    def eval(self, ctx: Context) -> Any:
+        return operators.logical_not(self.operand.eval(ctx))
+
+
+@dataclass(frozen=True)
+class And:
     left: Any
     right: Any
 
     def eval(self, ctx: Context) -> Any:
-        if self.op in {"AND", "OR"}:
-            left, right = to_bool(self.left.eval(ctx)), to_bool(self.right.eval(ctx))
-            if left is UNDEFINED or right is UNDEFINED:
-                return UNDEFINED
-            return (left and right) if self.op == "AND" else (left or right)
-        left, right = self.left.eval(ctx), self.right.eval(ctx)
-        if self.op in {"=", "<>", "!="}:
-            same = _equal(left, right)
-            return same if same is UNDEFINED or self.op == "=" else not same
-        left, right = _to_number(left), _to_number(right)
-        if left is UNDEFINED or right is UNDEFINED:
-            return UNDEFINED
-        if self.op in _ORDERING:
-            return _ORDERING[self.op](left, right)
-        try:
-            result = _ARITHMETIC[self.op](left, right)
-        except OverflowError:
-            return UNDEFINED
-        return UNDEFINED if isinstance(result, float) and not math.isfinite(result) else result
+        return operators.logical_and(self.left.eval(ctx), self.right.eval(ctx))
+
+
+@dataclass(frozen=True)
+class Or:
+    left: Any
+    right: Any
+
+    def eval(self, ctx: Context) -> Any:
+        return operators.logical_or(self.left.eval(ctx), self.right.eval(ctx))
+
+
+@dataclass(frozen=True)
+class Equality:
+    negated: bool  # `<>` / `!=`
+    left: Any
+    right: Any
+
+    def eval(self, ctx: Context) -> Any:
+        compare = operators.not_equal if self.negated else operators.equal
+        return compare(self.left.eval(ctx), self.right.eval(ctx))
+
+
+@dataclass(frozen=True)
+class Arithmetic:
+    """Arithmetic and ordering operators: both take the SQL version's number rules."""
+
+    op: str
+    left: Any
+    right: Any
+    operation: Any = field(compare=False, repr=False, default=None)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "operation", operators.BINARY[self.op])
+
+    def eval(self, ctx: Context) -> Any:
+        return self.operation(self.left.eval(ctx), self.right.eval(ctx), ctx.numbers)
 
 
 @dataclass(frozen=True)
@@ -227,29 +243,106 @@ class IsCheck:
 
 
 @dataclass(frozen=True)
+class Case:
+    """`CASE v WHEN t THEN r ... [ELSE e] END`: the first t equal to v (as `=` decides) picks its r; Undefined v,
+    or no match and no ELSE, gives Undefined."""
+
+    subject: Any
+    branches: tuple[tuple[Any, Any], ...]
+    otherwise: Any | None
+
+    def eval(self, ctx: Context) -> Any:
+        value = self.subject.eval(ctx)
+        if value is UNDEFINED:
+            return UNDEFINED
+        for test, result in self.branches:
+            if operators.equal(value, test.eval(ctx)) is True:
+                return result.eval(ctx)
+        return UNDEFINED if self.otherwise is None else self.otherwise.eval(ctx)
+
+
+@dataclass(frozen=True)
+class ObjectLiteral:
+    """`{'key': expr, ...}`; a member whose value is Undefined is left out, as in a SELECT's output."""
+
+    members: tuple[tuple[str, Any], ...]
+
+    def eval(self, ctx: Context) -> dict[str, Any]:
+        built = {}
+        for key, expr in self.members:
+            value = expr.eval(ctx)
+            if value is not UNDEFINED:
+                built[key] = value
+        return built
+
+
+@dataclass(frozen=True)
+class ArrayLiteral:
+    """`[expr, ...]`; Undefined items are left out (JSON cannot carry them)."""
+
+    items: tuple[Any, ...]
+
+    def eval(self, ctx: Context) -> list[Any]:
+        return [value for value in (item.eval(ctx) for item in self.items) if value is not UNDEFINED]
+
+
+@dataclass(frozen=True)
 class SelectItem:
     expr: Any | None  # None is `*`
     alias: str | None
 
 
-def _not_json(constant: str) -> Any:
-    raise ValueError(f"{constant} is not JSON")
+@dataclass(frozen=True)
+class Select:
+    """SELECT [VALUE] items [FROM source] [WHERE condition], top-level or nested."""
+
+    items: tuple[SelectItem, ...]
+    value: bool
+    where: Any | None
+
+    @property
+    def star_only(self) -> bool:
+        return len(self.items) == 1 and self.items[0].expr is None
+
+    def project(self, ctx: Context) -> Any:
+        """The selected value for one document: an object, the VALUE, or DROPPED when WHERE is not true."""
+        if self.where is not None and to_bool(self.where.eval(ctx)) is not True:
+            return DROPPED
+        if self.value:
+            return self.items[0].expr.eval(ctx)  # type: ignore[union-attr]
+        if self.star_only:
+            return ctx.payload
+        output: dict[str, Any] = {}
+        for item in self.items:
+            if item.expr is None:
+                if type(ctx.payload) is not dict:
+                    raise SqlEvaluationError("SELECT * with other items needs a JSON object payload")
+                output.update(ctx.payload)
+                continue
+            value = item.expr.eval(ctx)
+            if value is not UNDEFINED:
+                output[item.alias] = value  # type: ignore[index]
+        return output
 
 
-def _finite(text: str) -> float:
-    value = float(text)
-    if math.isinf(value):  # 1e999: valid JSON text, but no JSON document can carry the value on
-        raise ValueError(f"{text} overflows a double")
-    return value
+@dataclass(frozen=True)
+class NestedSelect:
+    """`(SELECT ... FROM field ...)` (nested object queries): over an array, one result per element that WHERE
+    keeps (Undefined VALUEs left out); over an object, that object's result; anything else is Undefined."""
 
+    select: Select
+    source: Any
 
-def parse_payload(payload: bytes) -> Any:
-    """The payload as JSON, or UNDEFINED when it is not JSON (binary). An empty payload is `{}`.
-
-    NaN/Infinity are not JSON (Python's json module accepts them): such a payload is binary, as for AWS."""
-    if not payload:
-        return {}
-    try:
-        return json.loads(payload, parse_constant=_not_json, parse_float=_finite)
-    except (UnicodeDecodeError, ValueError, RecursionError):
-        return UNDEFINED
+    def eval(self, ctx: Context) -> Any:
+        source = self.source.eval(ctx)
+        if type(source) is dict:
+            result = self.select.project(ctx.nested(source))
+            return UNDEFINED if result is DROPPED else result
+        if type(source) is not list:
+            return UNDEFINED
+        results = []
+        for element in source:
+            result = self.select.project(ctx.nested(element))
+            if result is not DROPPED and result is not UNDEFINED:
+                results.append(result)
+        return results

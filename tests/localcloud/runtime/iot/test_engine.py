@@ -306,7 +306,7 @@ def test_engine_killed_mid_stream_loses_nothing(cloud: Cloud, mqtt_broker: Any, 
 def test_unsupported_sql_is_reported_not_skipped(cloud: Cloud, mqtt_broker: Any, publisher: mqtt.Client) -> None:
     stream = cloud.stream()
     good = cloud.rule(f"SELECT seq FROM 'mixed-{cloud.tag}/+'", stream)
-    bad_sql = cloud.rule(f"SELECT upper(name) AS n FROM 'mixed-{cloud.tag}/+'", stream)
+    bad_sql = cloud.rule(f"SELECT machinelearning_predict('m', 'r', *) AS p FROM 'mixed-{cloud.tag}/+'", stream)
     bad_action = cloud.rule(
         f"SELECT * FROM 'mixed-{cloud.tag}/+'",
         stream,
@@ -319,7 +319,7 @@ def test_unsupported_sql_is_reported_not_skipped(cloud: Cloud, mqtt_broker: Any,
         engine.start()
     try:
         assert set(raised.value.errors) == {bad_sql, bad_action}
-        assert "upper() is not supported" in raised.value.errors[bad_sql]
+        assert "machinelearning_predict() needs Amazon Machine Learning" in raised.value.errors[bad_sql]
         assert "lambda" in raised.value.errors[bad_action]
         assert engine.status()["load_errors"] == raised.value.errors
         assert set(engine.status()["rules"]) >= {good}
