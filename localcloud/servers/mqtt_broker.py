@@ -10,8 +10,9 @@ that appends the publisher's client id as the MQTT 5 user property `CLIENT_ID_PR
 engine reads the last such property (a publisher cannot override it: the broker's comes last). Without the plugin
 `clientid()` is Undefined unless the publisher sets that property itself.
 
-As root, mosquitto drops privileges to the `mosquitto` user; the state dir is then chowned to that user (its parent
-folders must be searchable by it, which /tmp and the repository are).
+As root, mosquitto drops privileges to the `mosquitto` user, which then owns only the data folder inside the state
+dir (its parent folders must be searchable by it, which /tmp and the repository are); the state dir, the config and
+the plugin stay root's.
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ import contextlib
 import os
 import pwd
 import shutil
+import stat
 import subprocess
 from pathlib import Path
 
@@ -98,8 +100,8 @@ class MosquittoBroker:
         return built.returncode == 0
 
     def prepare(self) -> None:
-        """Write the config (and build the plugin); make the state dir the run user's when we are root."""
-        self.data_dir.mkdir(parents=True, exist_ok=True)
+        """Write the config (and build the plugin); as root, hand the data folder (only) to the run user."""
+        self._own_folders(self.run_user())
         lines = [
             f"listener {self.port} {self.host}",
             "allow_anonymous true",
@@ -121,10 +123,44 @@ class MosquittoBroker:
         if run_user:
             lines.append(f"user {run_user}")
         self.config_file.write_text("\n".join(lines) + "\n")
-        if run_user and run_user != "root":
-            account = pwd.getpwnam(run_user)
-            for path in (self.state_dir, self.data_dir, *self.data_dir.iterdir()):
-                os.chown(path, account.pw_uid, account.pw_gid)
+
+    def _own_folders(self, run_user: str | None) -> None:
+        """The state dir (config, plugin) is ours and readable, the data folder the run user's and private.
+
+        Whatever the run user planted must not make us (root) write, chown or load something else: everything
+        happens through descriptors opened without following symlinks, the state dir becomes ours before its
+        entries are touched (an earlier layout gave it to the run user), and entries there that are neither
+        our own regular files nor the data folder are removed."""
+        self.state_dir.mkdir(mode=0o755, parents=True, exist_ok=True)
+        folder = os.open(self.state_dir, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW)
+        try:
+            if os.geteuid() == 0:
+                os.fchown(folder, 0, 0)
+            os.fchmod(folder, 0o755)
+            for name in os.listdir(folder):
+                found = os.stat(name, dir_fd=folder, follow_symlinks=False)
+                if name == self.data_dir.name and stat.S_ISDIR(found.st_mode):
+                    continue
+                if not stat.S_ISREG(found.st_mode) or found.st_uid != os.geteuid():
+                    if stat.S_ISDIR(found.st_mode):
+                        raise StartError(f"{self.state_dir / name} is not ours: remove it")
+                    os.unlink(name, dir_fd=folder)
+            with contextlib.suppress(FileExistsError):
+                os.mkdir(self.data_dir.name, 0o700, dir_fd=folder)
+            data = os.open(self.data_dir.name, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW, dir_fd=folder)
+            try:
+                if run_user and run_user != "root":
+                    account = pwd.getpwnam(run_user)
+                    os.fchown(data, account.pw_uid, account.pw_gid)
+                    for name in os.listdir(data):  # a persistence file a root-run broker wrote
+                        os.chown(name, account.pw_uid, account.pw_gid, dir_fd=data, follow_symlinks=False)
+                os.fchmod(data, 0o700)
+            finally:
+                os.close(data)
+            if not os.path.samestat(os.fstat(folder), os.lstat(self.state_dir)):
+                raise StartError(f"{self.state_dir} was replaced while it was being prepared")
+        finally:
+            os.close(folder)
 
     @staticmethod
     def run_user() -> str | None:
