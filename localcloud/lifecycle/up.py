@@ -44,6 +44,7 @@ def up(settings: Settings) -> None:
         step(f"AWS endpoint: using {settings.endpoint_url}")
     else:
         moto_env = {**base_env, "LOCALCLOUD_RUNTIME_URL": control_url(settings), CONTROL_TOKEN_ENV: token}
+        moto_env["LOCALCLOUD_KINESIS_DB"] = str(settings.state_dir / "kinesis.db")  # the streams, kept across restarts
         argv = [sys.executable, "-m", "localcloud.servers.aws_endpoint", "--port", str(settings.moto_port)]
         step(ensure_server(registry, MOTO, settings.moto_port, argv, moto_env))
     if external_mqtt:
