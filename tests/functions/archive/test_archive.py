@@ -34,6 +34,7 @@ from psycopg.conninfo import make_conninfo
 from psycopg.types.json import Jsonb
 
 from localcloud.servers.procs import free_port
+from tests.fixtures.telemetry_storage import compress_day, day_tables, drop_day_tables
 
 NOW = datetime.now(UTC)
 OLD_DAY = (NOW - timedelta(days=40)).date()
@@ -98,11 +99,6 @@ def state_of(url: str, day: date) -> str | None:
     return row[0] if row else None
 
 
-def partition_exists(url: str, day: date) -> bool:
-    with psycopg.connect(url) as conn:
-        return conn.execute("SELECT to_regclass(%s)", (f"telemetry_p{day:%Y%m%d}",)).fetchone()[0] is not None
-
-
 # Overrides the shared UTC `url` of tests/functions/conftest.py: the archive must not depend on the session's
 # time zone.
 @pytest.fixture
@@ -152,14 +148,15 @@ def crash_at(step: str):
     return hook
 
 
-def test_archive_drops_the_day_and_restore_gives_back_identical_rows(url, db, store, s3, bucket):
+def test_archive_drops_the_day_and_restore_gives_back_identical_rows(url, db, store, s3, bucket, db_flavour):
     insert(url, tricky_rows(OLD_DAY))
     before = snapshot(url, OLD_DAY)
+    assert len(day_tables(url, db_flavour, OLD_DAY)) == 1  # its partition, or its one-day chunk
 
     summary = archive(db, store)
 
     assert summary.days_archived == [OLD_DAY.isoformat()] and summary.rows_archived == 3
-    assert snapshot(url, OLD_DAY) == [] and not partition_exists(url, OLD_DAY)
+    assert snapshot(url, OLD_DAY) == [] and day_tables(url, db_flavour, OLD_DAY) == []
     assert state_of(url, OLD_DAY) == "dropped"
     prefix = layout.day_prefix("telemetry/", OLD_DAY)
     assert set(objects(s3, bucket)) == {f"{prefix}part-00000.csv.gz", f"{prefix}manifest.json"}
@@ -209,19 +206,34 @@ def test_a_crash_at_any_step_converges_on_the_next_run(url, db, store, s3, bucke
     assert snapshot(url, OLD_DAY) == before
 
 
-def test_a_drop_whose_state_update_was_lost_is_completed_from_the_manifest(url, db, store, s3, bucket):
+def test_a_drop_whose_state_update_was_lost_is_completed_from_the_manifest(url, db, store, s3, bucket, db_flavour):
     insert(url, tricky_rows(OLD_DAY))
     before = snapshot(url, OLD_DAY)
     with pytest.raises(ArchiveError):
         archive(db, store, hook=crash_at("dropped"))
     assert state_of(url, OLD_DAY) == "verified"
-    with psycopg.connect(url, autocommit=True) as conn:  # the partition went, the state did not follow
-        conn.execute(f"ALTER TABLE telemetry DETACH PARTITION telemetry_p{OLD_DAY:%Y%m%d}")
-        conn.execute(f"DROP TABLE telemetry_p{OLD_DAY:%Y%m%d}")
+    drop_day_tables(url, db_flavour, OLD_DAY)  # the day's storage went, the state did not follow
+    assert snapshot(url, OLD_DAY) == []
 
     archive(db, store)
 
     assert state_of(url, OLD_DAY) == "dropped"
+    restore_day(OLD_DAY, url, bucket, "telemetry/", s3_client=s3)
+    assert snapshot(url, OLD_DAY) == before
+
+
+def test_a_compressed_day_is_archived_dropped_and_restored_exactly(url, db, store, s3, bucket, db_flavour):
+    if db_flavour != "timescale":
+        pytest.skip("only TimescaleDB compresses old days (its compression policy); plain partitions stay as they are")
+    insert(url, tricky_rows(OLD_DAY) + bulk_rows(OLD_DAY, 500))
+    before = snapshot(url, OLD_DAY)
+    assert compress_day(url, OLD_DAY) == [True]
+    assert snapshot(url, OLD_DAY) == before
+
+    summary = archive(db, store)
+
+    assert summary.rows_archived == len(before) and state_of(url, OLD_DAY) == "dropped"
+    assert snapshot(url, OLD_DAY) == [] and day_tables(url, db_flavour, OLD_DAY) == []
     restore_day(OLD_DAY, url, bucket, "telemetry/", s3_client=s3)
     assert snapshot(url, OLD_DAY) == before
 

@@ -1,20 +1,33 @@
-"""Schema migrations on a real PostgreSQL (plain flavour), and the TimescaleDB flavour parsed with pglast."""
+"""Schema migrations on a real server, in the session's flavour (`db_flavour`); the flavour chosen and kept on
+servers with and without TimescaleDB; the TimescaleDB file parsed with pglast."""
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
 import threading
 import uuid
 from datetime import UTC, date, datetime, timedelta
 
 import psycopg
 import pytest
+from common.flavour import FlavourError
 from common.migrations import MIGRATIONS_DIR, MigrationError, discover, migrate
 from pglast import ast, parse_sql
 from pglast.visitors import Visitor
 from psycopg import sql
 
+from localcloud.config import FUNCTIONS_DIR
+from localcloud.servers.postgres import temporary_cluster
+from tests.fixtures.telemetry_storage import day_tables
+
 TIMESCALE_FILE = MIGRATIONS_DIR / "timescale" / "001_telemetry.sql"
 POSTGRES_FILE = MIGRATIONS_DIR / "postgres" / "001_telemetry.sql"
+PRELOAD_HINT = (
+    "IOTKPI_DB_FLAVOUR=timescale, but the server does not load the timescaledb library: add timescaledb to "
+    "shared_preload_libraries"
+)
 # The functions of TimescaleDB's documented API the timescale flavour may call.
 TIMESCALE_API = {"create_hypertable", "by_range", "add_compression_policy", "add_retention_policy"}
 
@@ -25,15 +38,21 @@ def query(url: str, statement: str, params: tuple = ()) -> list[tuple]:
         return cur.fetchall() if cur.description else []
 
 
-def test_migrations_apply_once_and_rerun_as_a_no_op(database_url):
+def test_migrations_apply_once_and_rerun_as_a_no_op(database_url, db_flavour):
     first = migrate(database_url)
-    assert first == [m.version for m in discover("postgres")]
+    assert first == [m.version for m in discover(db_flavour)]
     assert migrate(database_url) == []
     recorded = query(database_url, "SELECT version, flavour FROM schema_migrations ORDER BY version")
-    assert recorded == [(version, "postgres") for version in first]
+    assert recorded == [(version, db_flavour) for version in first]
     tables = {name for (name,) in query(database_url, "SELECT tablename FROM pg_tables WHERE schemaname = 'public'")}
     assert {"devices", "ingest_rejects", "kpi_dirty_hours", "schema_migrations"} <= tables
-    assert query(database_url, "SELECT relkind FROM pg_class WHERE relname = 'telemetry'") == [("p",)]
+    if db_flavour == "postgres":
+        assert query(database_url, "SELECT relkind FROM pg_class WHERE relname = 'telemetry'") == [("p",)]
+    else:
+        dimensions = "SELECT column_name, time_interval FROM timescaledb_information.dimensions"
+        assert query(database_url, dimensions) == [("ts", timedelta(days=1))]
+        jobs = "SELECT proc_name FROM timescaledb_information.jobs WHERE hypertable_name = 'telemetry' ORDER BY 1"
+        assert query(database_url, jobs) == [("policy_compression",), ("policy_retention",)]
 
 
 def test_changed_applied_migration_is_an_error(database_url):
@@ -43,14 +62,14 @@ def test_changed_applied_migration_is_an_error(database_url):
         migrate(database_url)
 
 
-def test_concurrent_migrators_apply_each_version_once(database_url):
+def test_concurrent_migrators_apply_each_version_once(database_url, db_flavour):
     results: list[list[str]] = []
     threads = [threading.Thread(target=lambda: results.append(migrate(database_url))) for _ in range(3)]
     for thread in threads:
         thread.start()
     for thread in threads:
         thread.join(timeout=120)
-    assert sorted(len(r) for r in results) == [0, 0, len(discover("postgres"))]
+    assert sorted(len(r) for r in results) == [0, 0, len(discover(db_flavour))]
 
 
 def partitions(url: str) -> set[str]:
@@ -58,24 +77,28 @@ def partitions(url: str) -> set[str]:
     return {name for (name,) in rows}
 
 
-def test_partitions_are_created_ahead_and_on_demand_for_late_days(database_url):
+def test_partitions_are_created_ahead_and_on_demand_for_late_days(database_url, db_flavour):
     migrate(database_url)
     today = datetime.now(UTC).date()
-    ahead = {f"telemetry_p{today + timedelta(days=n):%Y%m%d}" for n in range(-1, 8)}
-    assert ahead <= partitions(database_url)
-
     late = date(2020, 2, 29)
-    created = query(database_url, "SELECT telemetry_ensure_partitions(%s::date[])", ([late, late, today],))
-    assert created == [(1,)]
-    assert query(database_url, "SELECT telemetry_ensure_partitions(%s::date[])", ([late],)) == [(0,)]
-    # The partition holds exactly that UTC day.
+    ensure = "SELECT telemetry_ensure_partitions(%s::date[])"
+    if db_flavour == "postgres":
+        ahead = {f"telemetry_p{today + timedelta(days=n):%Y%m%d}" for n in range(-1, 8)}
+        assert ahead <= partitions(database_url)
+        assert query(database_url, ensure, ([late, late, today],)) == [(1,)]
+        assert query(database_url, ensure, ([late],)) == [(0,)]
+    else:  # TimescaleDB creates the chunk on insert: the ingest's call is a no-op
+        assert query(database_url, ensure, ([late, late, today],)) == [(0,)]
+        assert day_tables(database_url, db_flavour, late) == []
+    # The day's partition (or chunk) holds exactly that UTC day.
     day_start = datetime(2020, 2, 29, tzinfo=UTC)
     query(
         database_url,
         "INSERT INTO telemetry (device_id, ts, seq, rss) VALUES ('d', %s, 1, -50), ('d', %s, 2, -50)",
         (day_start, day_start + timedelta(days=1) - timedelta(microseconds=1)),
     )
-    assert query(database_url, "SELECT DISTINCT tableoid::regclass::text FROM telemetry") == [("telemetry_p20200229",)]
+    (day_table,) = day_tables(database_url, db_flavour, late)
+    assert query(database_url, "SELECT DISTINCT tableoid::regclass::text FROM telemetry") == [(day_table,)]
 
 
 def test_reader_role_can_read_every_table_and_write_none(database_url, pg_cluster):
@@ -100,6 +123,77 @@ def test_reader_role_can_read_every_table_and_write_none(database_url, pg_cluste
     finally:
         with psycopg.connect(database_url, autocommit=True) as conn:
             conn.execute(sql.SQL("DROP ROLE {}").format(sql.Identifier(login)))
+
+
+def public_tables(url: str) -> list[str]:
+    return [name for (name,) in query(url, "SELECT tablename FROM pg_tables WHERE schemaname = 'public'")]
+
+
+def migrate_command(url: str, flavour: str) -> subprocess.CompletedProcess[str]:
+    """`make migrate` with IOTKPI_DB_FLAVOUR set."""
+    return subprocess.run(
+        [sys.executable, "-m", "common.migrations", url],
+        cwd=FUNCTIONS_DIR, env={**os.environ, "IOTKPI_DB_FLAVOUR": flavour}, capture_output=True, text=True,
+        timeout=120,
+    )  # fmt: skip
+
+
+def test_a_database_keeps_its_flavour_and_refuses_the_other(database_url, db_flavour):
+    migrate(database_url)
+    other = {"postgres": "timescale", "timescale": "postgres"}[db_flavour]
+    before = query(database_url, "SELECT * FROM schema_migrations ORDER BY version")
+
+    with pytest.raises(FlavourError, match=f"IOTKPI_DB_FLAVOUR={other}, but .* migrated with the {db_flavour} flavour"):
+        migrate(database_url, requested=other)
+
+    assert query(database_url, "SELECT * FROM schema_migrations ORDER BY version") == before
+    assert migrate(database_url, requested=db_flavour) == migrate(database_url, requested="auto") == []
+
+
+def test_timescale_requested_from_a_server_without_timescaledb_stops_before_touching_the_database(database_url):
+    if query(database_url, "SELECT 1 FROM pg_available_extensions WHERE name = 'timescaledb'"):
+        pytest.skip("the server has TimescaleDB: see the test on a server that does not preload it")
+    result = migrate_command(database_url, "timescale")
+    assert (result.returncode, result.stdout) == (2, "")
+    assert result.stderr.startswith("migrate: IOTKPI_DB_FLAVOUR=timescale, but the server has no timescaledb")
+    assert public_tables(database_url) == []
+
+
+def test_a_timescale_database_on_a_server_without_timescaledb_is_refused(database_url):
+    if query(database_url, "SELECT 1 FROM pg_available_extensions WHERE name = 'timescaledb'"):
+        pytest.skip("the server has TimescaleDB: see the test on a server that does not preload it")
+    migrate(database_url, requested="auto")
+    # As if the database had been migrated on a TimescaleDB server and restored onto this one.
+    query(database_url, "UPDATE schema_migrations SET flavour = 'timescale'")
+    with pytest.raises(
+        FlavourError, match=r"^this database was migrated with the timescale flavour, but the server has no"
+    ):
+        migrate(database_url, requested="auto")
+
+
+def test_the_timescaledb_library_decides_the_flavour_and_a_timescale_database_needs_it(timescaledb_bin_dir):
+    """Binaries with TimescaleDB, started without and with shared_preload_libraries."""
+    with temporary_cluster("iotkpi-test-preload-", flavour="postgres") as cluster:
+        plain, hyper = cluster.create_database("plain"), cluster.create_database("hyper")
+        refused = migrate_command(plain, "timescale")  # the extension is there, the library is not loaded
+        assert refused.returncode == 2 and PRELOAD_HINT in refused.stderr, refused.stderr
+        assert public_tables(plain) == []
+        migrate(plain, requested="auto")
+        assert query(plain, "SELECT DISTINCT flavour FROM schema_migrations") == [("postgres",)]
+
+        cluster.stop()
+        cluster.start(flavour="timescale")
+        migrate(hyper, requested="auto")
+        assert query(hyper, "SELECT DISTINCT flavour FROM schema_migrations") == [("timescale",)]
+        assert migrate(plain, requested="auto") == []  # keeps its flavour on a server that could now host the other
+        assert query(plain, "SELECT DISTINCT flavour FROM schema_migrations") == [("postgres",)]
+
+        cluster.stop()
+        cluster.start(flavour="postgres")
+        before = query(hyper, "SELECT * FROM schema_migrations ORDER BY version")
+        with pytest.raises(FlavourError, match=r"migrated with the timescale flavour, but .* shared_preload_libraries"):
+            migrate(hyper, requested="auto")
+        assert query(hyper, "SELECT * FROM schema_migrations ORDER BY version") == before
 
 
 def test_flavours_share_the_common_files_and_differ_in_telemetry_only():

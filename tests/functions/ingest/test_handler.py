@@ -11,10 +11,12 @@ from datetime import UTC, datetime, timedelta
 
 import psycopg
 import pytest
+from common.flavour import requested_flavour
 from common.migrations import migrate
 from ingest import handler
 
-from localcloud.servers.postgres import PostgresCluster, temporary_cluster
+from localcloud.servers.postgres import PostgresCluster, find_bin_dir, has_timescaledb, temporary_cluster
+from tests.fixtures.telemetry_storage import compress_day, day_tables
 
 STREAM_ARN = "arn:aws:kinesis:us-east-1:123456789012:stream/iotkpi-telemetry"
 SHARD = "shardId-000000000000"
@@ -210,16 +212,35 @@ def test_records_unreadable_as_json_are_rejected_under_their_partition_key(inges
     ]
 
 
-def test_late_reading_gets_its_partition_created(ingest_db):
+def test_late_reading_gets_its_partition_created(ingest_db, db_flavour):
     stream = Stream()
     late = datetime.now(UTC) - timedelta(days=40)
-    partition = f"telemetry_p{late:%Y%m%d}"
-    assert rows(ingest_db, "SELECT to_regclass(%s)", (partition,)) == [(None,)]
+    assert day_tables(ingest_db, db_flavour, late.date()) == []
 
     response = invoke(event([stream.record(reading("dev-late", 7, late))]))
 
     assert response == {"batchItemFailures": []}
-    assert rows(ingest_db, "SELECT tableoid::regclass::text, seq FROM telemetry") == [(partition, 7)]
+    (day_table,) = day_tables(ingest_db, db_flavour, late.date())  # partition or TimescaleDB chunk: one day
+    assert rows(ingest_db, "SELECT tableoid::regclass::text, seq FROM telemetry") == [(day_table, 7)]
+
+
+def test_late_readings_for_a_compressed_day_land_and_their_redelivery_is_a_duplicate(ingest_db, db_flavour, capsys):
+    if db_flavour != "timescale":
+        pytest.skip("only TimescaleDB compresses old days (its compression policy); plain partitions stay as they are")
+    stream = Stream()
+    day = datetime.now(UTC) - timedelta(days=40)
+    first = stream.record(reading("dev-old", 1, day))
+    invoke(event([first]))
+    assert compress_day(ingest_db, day.date()) == [True]
+    capsys.readouterr()
+
+    late = stream.record(reading("dev-old", 2, day + timedelta(minutes=1)))
+    assert invoke(event([late])) == {"batchItemFailures": []}
+    assert invoke(event([first, late])) == {"batchItemFailures": []}  # redelivered, one of them compressed
+
+    assert rows(ingest_db, "SELECT seq FROM telemetry ORDER BY seq") == [(1,), (2,)]
+    metrics = emitted_metrics(capsys.readouterr().out)
+    assert (metrics["Accepted"], metrics["Duplicates"]) == (1, 2)
 
 
 def test_row_the_database_refuses_is_rejected_and_the_rest_land(ingest_db):
@@ -241,7 +262,10 @@ def test_row_the_database_refuses_is_rejected_and_the_rest_land(ingest_db):
 @pytest.fixture
 def own_cluster() -> Iterator[PostgresCluster]:
     """A server of this test's own, so stopping it disturbs no other test."""
-    with temporary_cluster("iotkpi-ingest-fault-") as cluster:
+    flavour = requested_flavour()
+    if flavour == "timescale" and not has_timescaledb(find_bin_dir()):  # only under DATABASE_URL: see pg_cluster
+        pytest.skip("stops a server of its own, and these PostgreSQL binaries have no TimescaleDB: set PG_BIN_DIR")
+    with temporary_cluster("iotkpi-ingest-fault-", flavour=flavour) as cluster:
         yield cluster
 
 
@@ -264,7 +288,7 @@ def test_database_down_mid_stream_fails_the_batch_then_lands_exactly_once(own_cl
         assert failed_sequences(response) == [r["kinesis"]["sequenceNumber"] for r in second["Records"]]
         assert invoke(second)["batchItemFailures"]  # still down: still failed, nothing acknowledged
 
-        own_cluster.start()
+        own_cluster.start(flavour=requested_flavour())
         assert invoke(second) == {"batchItemFailures": []}  # the mapping redelivers from the lowest failure
         assert invoke(second) == {"batchItemFailures": []}  # and at-least-once may deliver it again
     finally:
