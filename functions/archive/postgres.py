@@ -1,9 +1,9 @@
 """The archive's database side (psycopg 3): day discovery, state rows, COPY out and in, and the drop.
 
 The drop is the one flavour-specific statement: plain PostgreSQL detaches and drops the day's partition
-`telemetry_pYYYYMMDD`; TimescaleDB drops the day's chunks with drop_chunks (written against Timescale's
-documented API, not executable on this machine). Both run in one transaction with the state update, after
-locking telemetry against writers and checking that the day still holds exactly the archived readings.
+`telemetry_pYYYYMMDD`; TimescaleDB drops the day's chunks, compressed or not, with drop_chunks (the tests run
+on both flavours). Both run in one transaction with the state update, after locking telemetry against writers
+and checking that the day still holds exactly the archived readings.
 """
 
 from __future__ import annotations
