@@ -75,6 +75,12 @@ def discover(flavour: str, directory: Path = MIGRATIONS_DIR) -> list[Migration]:
     return [Migration(version, tuple(files)) for version, files in sorted(by_version.items())]
 
 
+@dataclass(frozen=True)
+class MigrationRun:
+    flavour: str
+    applied: list[str]  # the versions this run applied; empty when the schema was up to date
+
+
 def recorded_flavour(conn: psycopg.Connection) -> str | None:
     """The flavour the database's first migration recorded; None for a database never migrated."""
     if conn.execute("SELECT to_regclass('schema_migrations')").fetchone()[0] is None:
@@ -83,9 +89,9 @@ def recorded_flavour(conn: psycopg.Connection) -> str | None:
     return row[0] if row else None
 
 
-def migrate(database_url: str, requested: str | None = None) -> list[str]:
-    """Apply the pending migrations; return the versions applied (empty when up to date). `requested` is
-    auto|timescale|postgres, IOTKPI_DB_FLAVOUR by default."""
+def migrate(database_url: str, requested: str | None = None) -> MigrationRun:
+    """Apply the pending migrations of the database's flavour. `requested` is auto|timescale|postgres,
+    IOTKPI_DB_FLAVOUR by default."""
     requested = requested or requested_flavour()
     with psycopg.connect(database_url, autocommit=True) as conn:
         conn.execute("SELECT pg_advisory_lock(%s)", (LOCK_KEY,))
@@ -109,7 +115,7 @@ def migrate(database_url: str, requested: str | None = None) -> list[str]:
                     "INSERT INTO schema_migrations (version, name, flavour, checksum) VALUES (%s, %s, %s, %s)",
                     (migration.version, migration.name, flavour, migration.checksum),
                 )
-        return [migration.version for migration in pending]
+        return MigrationRun(flavour, [migration.version for migration in pending])
 
 
 def main(argv: list[str]) -> int:
@@ -117,11 +123,11 @@ def main(argv: list[str]) -> int:
 
     url = argv[0] if argv else database_conninfo()
     try:
-        applied = migrate(url)
-    except (ConfigError, FlavourError, MigrationError) as exc:  # the message says what to do; no traceback
+        run = migrate(url)
+    except (ConfigError, FlavourError, MigrationError, psycopg.OperationalError) as exc:  # says what to do
         print(f"migrate: {exc}", file=sys.stderr)
         return 2
-    print(f"applied: {', '.join(applied)}" if applied else "schema up to date")
+    print(f"{run.flavour} flavour: " + (f"applied {', '.join(run.applied)}" if run.applied else "schema up to date"))
     return 0
 
 

@@ -17,6 +17,7 @@ from localcloud.config import (
     without_secrets,
     write_env_file,
 )
+from localcloud.errors import LocalCloudError
 from localcloud.lifecycle.components import (
     MOSQUITTO,
     MOTO,
@@ -36,6 +37,7 @@ def up(settings: Settings) -> None:
     started = time.monotonic()
     settings.state_dir.mkdir(parents=True, exist_ok=True)
     registry = registry_for(settings)
+    flavour = requested_db_flavour()
     token = ensure_control_token(settings)
     # No server gets the secrets a shell that sourced the env file exports; moto and the runtime get the token.
     base_env = {**without_secrets(os.environ), **aws_client_env(settings.endpoint_url, settings.region)}
@@ -51,8 +53,8 @@ def up(settings: Settings) -> None:
         step(f"MQTT broker: using {mqtt_host}:{mqtt_port}")
     else:
         start_broker(settings, registry, mqtt_host, mqtt_port, base_env)
-    database_url = ensure_database(settings)
-    run_migrations(database_url)
+    database_url = ensure_database(settings, flavour)
+    run_migrations(database_url, flavour)
     grafana = grafana_login(database_url, read_env_file(settings.env_file).get("GRAFANA_DB_PASSWORD"))
     outputs = deploy(settings, database_url)
     runtime_env = {**base_env, "MQTT_HOST": mqtt_host, "MQTT_PORT": str(mqtt_port), CONTROL_TOKEN_ENV: token}
@@ -104,7 +106,7 @@ def start_broker(settings: Settings, registry: ProcessRegistry, host: str, port:
     step(ensure_server(registry, MOSQUITTO, port, broker.argv(), env))
 
 
-def ensure_database(settings: Settings) -> str:
+def ensure_database(settings: Settings, flavour: str) -> str:
     from localcloud.servers.postgres import private_cluster
 
     if external_database_url(settings):
@@ -113,16 +115,33 @@ def ensure_database(settings: Settings) -> str:
     cluster = private_cluster(settings.state_dir)
     step(f"PostgreSQL: cluster in {cluster.root_dir} on port {cluster.port}")
     cluster.init()
-    cluster.start()
+    cluster.start(flavour=flavour)
     return cluster.create_database("iotkpi")
 
 
-def run_migrations(database_url: str) -> None:
+def requested_db_flavour() -> str:
+    """IOTKPI_DB_FLAVOUR, read before any server starts so that a wrong value stops `up` at once."""
     import_functions()
-    from common.migrations import migrate
+    from common.flavour import requested_flavour
+    from common.settings import ConfigError
 
-    applied = migrate(database_url)
-    step(f"migrations: {len(applied)} applied" + (f" ({', '.join(applied)})" if applied else ", schema up to date"))
+    try:
+        return requested_flavour()
+    except ConfigError as exc:
+        raise LocalCloudError(str(exc)) from None
+
+
+def run_migrations(database_url: str, flavour: str) -> None:
+    import_functions()
+    from common.flavour import FlavourError
+    from common.migrations import MigrationError, migrate
+
+    try:
+        run = migrate(database_url, requested=flavour)
+    except (FlavourError, MigrationError) as exc:
+        raise LocalCloudError(f"migrations: {exc}") from None
+    applied = f"{len(run.applied)} applied ({', '.join(run.applied)})" if run.applied else "schema up to date"
+    step(f"migrations ({run.flavour} flavour): {applied}")
 
 
 def grafana_login(database_url: str, password: str | None) -> dict[str, str]:

@@ -13,7 +13,7 @@ from datetime import UTC, date, datetime, timedelta
 import psycopg
 import pytest
 from common.flavour import FlavourError
-from common.migrations import MIGRATIONS_DIR, MigrationError, discover, migrate
+from common.migrations import MIGRATIONS_DIR, MigrationError, MigrationRun, discover, migrate
 from pglast import ast, parse_sql
 from pglast.visitors import Visitor
 from psycopg import sql
@@ -39,9 +39,9 @@ def query(url: str, statement: str, params: tuple = ()) -> list[tuple]:
 
 
 def test_migrations_apply_once_and_rerun_as_a_no_op(database_url, db_flavour):
-    first = migrate(database_url)
+    first = migrate(database_url).applied
     assert first == [m.version for m in discover(db_flavour)]
-    assert migrate(database_url) == []
+    assert migrate(database_url) == MigrationRun(db_flavour, [])
     recorded = query(database_url, "SELECT version, flavour FROM schema_migrations ORDER BY version")
     assert recorded == [(version, db_flavour) for version in first]
     tables = {name for (name,) in query(database_url, "SELECT tablename FROM pg_tables WHERE schemaname = 'public'")}
@@ -64,7 +64,7 @@ def test_changed_applied_migration_is_an_error(database_url):
 
 def test_concurrent_migrators_apply_each_version_once(database_url, db_flavour):
     results: list[list[str]] = []
-    threads = [threading.Thread(target=lambda: results.append(migrate(database_url))) for _ in range(3)]
+    threads = [threading.Thread(target=lambda: results.append(migrate(database_url).applied)) for _ in range(3)]
     for thread in threads:
         thread.start()
     for thread in threads:
@@ -147,7 +147,8 @@ def test_a_database_keeps_its_flavour_and_refuses_the_other(database_url, db_fla
         migrate(database_url, requested=other)
 
     assert query(database_url, "SELECT * FROM schema_migrations ORDER BY version") == before
-    assert migrate(database_url, requested=db_flavour) == migrate(database_url, requested="auto") == []
+    assert migrate(database_url, requested=db_flavour) == MigrationRun(db_flavour, [])
+    assert migrate(database_url, requested="auto") == MigrationRun(db_flavour, [])
 
 
 def test_timescale_requested_from_a_server_without_timescaledb_stops_before_touching_the_database(database_url):
@@ -178,14 +179,16 @@ def test_the_timescaledb_library_decides_the_flavour_and_a_timescale_database_ne
         refused = migrate_command(plain, "timescale")  # the extension is there, the library is not loaded
         assert refused.returncode == 2 and PRELOAD_HINT in refused.stderr, refused.stderr
         assert public_tables(plain) == []
-        migrate(plain, requested="auto")
+        assert migrate(plain, requested="auto").flavour == "postgres"
         assert query(plain, "SELECT DISTINCT flavour FROM schema_migrations") == [("postgres",)]
 
         cluster.stop()
         cluster.start(flavour="timescale")
-        migrate(hyper, requested="auto")
+        assert migrate(hyper, requested="auto").flavour == "timescale"
         assert query(hyper, "SELECT DISTINCT flavour FROM schema_migrations") == [("timescale",)]
-        assert migrate(plain, requested="auto") == []  # keeps its flavour on a server that could now host the other
+        assert migrate(plain, requested="auto") == MigrationRun(
+            "postgres", []
+        )  # keeps its flavour on a server that could now host the other
         assert query(plain, "SELECT DISTINCT flavour FROM schema_migrations") == [("postgres",)]
 
         cluster.stop()
