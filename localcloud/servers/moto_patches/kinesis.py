@@ -113,6 +113,9 @@ def _save_streams(backend: Any) -> None:
         if _STREAM_ID in stream.__dict__:
             store().update_stream(stream.__dict__[_STREAM_ID], _stream_document(stream))
         live.add(_stream_id(stream))
+        for shard in stream.shards.values():  # a shorter retention frees the disk on the next request, not later
+            if _STATE in shard.__dict__:
+                shard.__dict__[_STATE].next_expiry_look = 0.0
     for stream_id in saved - live:
         store().delete_stream(stream_id)
 
