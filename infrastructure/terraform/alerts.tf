@@ -48,22 +48,37 @@ resource "aws_cloudwatch_metric_alarm" "function_errors" {
   ok_actions          = [aws_sns_topic.alerts.arn]
 }
 
-resource "aws_cloudwatch_metric_alarm" "dlq_depth" {
-  for_each = merge(
-    { for key, queue in aws_sqs_queue.stack : key => queue.name },
-    { async_failures = aws_sqs_queue.async_failures.name },
-  )
+# The alarm each queue of stack.yaml names: any on-failure record or rule error (depth >= 1), a rate for
+# the ingest's rejects (one malformed reading is no incident, and nothing consumes those copies).
+resource "aws_cloudwatch_metric_alarm" "queue" {
+  for_each = { for key, queue in local.stack.queues : key => queue.alarm if try(queue.alarm, null) != null }
 
-  alarm_name          = "${local.prefix}-${each.key}-depth"
-  alarm_description   = "${each.value} holds messages that need attention (dead letters or rule errors)."
+  alarm_name          = "${local.prefix}-${each.key}-${each.value.metric}"
+  alarm_description   = try(each.value.description, null)
+  namespace           = "AWS/SQS"
+  metric_name         = each.value.metric
+  dimensions          = { QueueName = aws_sqs_queue.stack[each.key].name }
+  statistic           = each.value.statistic
+  period              = each.value.period_s
+  evaluation_periods  = 1
+  comparison_operator = "GreaterThanOrEqualToThreshold"
+  threshold           = each.value.threshold
+  treat_missing_data  = "notBreaching"
+  alarm_actions       = [aws_sns_topic.alerts.arn]
+  ok_actions          = [aws_sns_topic.alerts.arn]
+}
+
+resource "aws_cloudwatch_metric_alarm" "async_failures" {
+  alarm_name          = "${local.prefix}-async-failures-depth"
+  alarm_description   = "A scheduled run failed all its retries, or a schedule could not invoke its function: see ${aws_sqs_queue.async_failures.name}."
   namespace           = "AWS/SQS"
   metric_name         = "ApproximateNumberOfMessagesVisible"
-  dimensions          = { QueueName = each.value }
+  dimensions          = { QueueName = aws_sqs_queue.async_failures.name }
   statistic           = "Maximum"
   period              = var.alarm_period_seconds
   evaluation_periods  = 1
   comparison_operator = "GreaterThanOrEqualToThreshold"
-  threshold           = var.dlq_depth_alarm_threshold
+  threshold           = 1
   treat_missing_data  = "notBreaching"
   alarm_actions       = [aws_sns_topic.alerts.arn]
   ok_actions          = [aws_sns_topic.alerts.arn]

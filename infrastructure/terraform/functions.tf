@@ -12,7 +12,7 @@ resource "aws_lambda_function" "stack" {
   architectures                  = ["x86_64"]
   memory_size                    = each.value.memory_mb
   timeout                        = each.value.timeout_s
-  reserved_concurrent_executions = try(each.value.reserved_concurrency, null)
+  reserved_concurrent_executions = lookup(var.reserved_concurrency, each.key, try(each.value.reserved_concurrency, null))
   kms_key_arn                    = aws_kms_key.stack.arn
 
   environment {
@@ -42,7 +42,14 @@ resource "aws_lambda_function" "stack" {
     }
   }
 
-  depends_on = [aws_cloudwatch_log_group.function, aws_iam_role_policy.function]
+  # The role's permissions exist before the function: CreateFunction with a VPC config checks that the role
+  # may create network interfaces (the VPC attachment), and on destroy the function (and with it the network
+  # interfaces Lambda deletes) goes before the permissions that let Lambda delete them.
+  depends_on = [
+    aws_cloudwatch_log_group.function,
+    aws_iam_role_policy.function,
+    aws_iam_role_policy_attachment.function_vpc,
+  ]
 }
 
 resource "aws_cloudwatch_log_group" "function" {

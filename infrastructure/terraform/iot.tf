@@ -27,6 +27,10 @@ resource "aws_iot_topic_rule" "stack" {
       }
     }
   }
+
+  # The role's policy before the rule: a message in the rule's first seconds must reach the stream or,
+  # failing that, the error queue, and both actions use this role.
+  depends_on = [aws_iam_role_policy.iot_rules]
 }
 
 resource "aws_iam_role" "iot_rules" {

@@ -19,6 +19,10 @@ resource "aws_scheduler_schedule" "function" {
       arn = aws_sqs_queue.async_failures.arn
     }
   }
+
+  # The role's policy before the schedule: a schedule firing right after the apply must be allowed to
+  # invoke the function (and to dead-letter the event when it cannot).
+  depends_on = [aws_iam_role_policy.scheduler]
 }
 
 resource "aws_iam_role" "scheduler" {

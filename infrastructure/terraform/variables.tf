@@ -49,7 +49,7 @@ variable "alert_email" {
 }
 
 variable "db_credentials" {
-  description = "Connection of an existing TimescaleDB/PostgreSQL (e.g. RDS) written into the database secret. Leave null to keep credentials out of the Terraform state and set the secret value out of band (see README)."
+  description = "Connection of an existing TimescaleDB/PostgreSQL (e.g. RDS) written into the database secret, with db_credentials_version. Ephemeral and written through a write-only argument: kept out of the plan and the state. Leave null to set the secret value with the AWS CLI instead (see README)."
   type = object({
     host     = string
     port     = number
@@ -59,10 +59,49 @@ variable "db_credentials" {
   })
   default   = null
   sensitive = true
+  ephemeral = true
 
   validation {
     condition     = var.db_credentials == null || try(var.db_credentials.port > 0 && var.db_credentials.port < 65536, false)
     error_message = "db_credentials.port must be a TCP port number."
+  }
+}
+
+variable "db_credentials_version" {
+  description = "Version of db_credentials (e.g. 1), required with them. Terraform cannot see a change of a write-only value: change this number to write changed credentials into the secret."
+  type        = number
+  default     = null
+
+  validation {
+    condition     = var.db_credentials_version == null || try(var.db_credentials_version >= 1 && floor(var.db_credentials_version) == var.db_credentials_version, false)
+    error_message = "db_credentials_version must be a whole number of at least 1."
+  }
+}
+
+variable "db_secret_recovery_window_days" {
+  description = "Days a destroyed database secret stays recoverable; its name cannot be reused meanwhile, so a stack destroyed and applied again within the window fails. 0 deletes it at once (dev stacks); 7-30 otherwise."
+  type        = number
+  default     = 7
+
+  validation {
+    condition     = var.db_secret_recovery_window_days == 0 || (var.db_secret_recovery_window_days >= 7 && var.db_secret_recovery_window_days <= 30)
+    error_message = "db_secret_recovery_window_days must be 0 (delete at once) or between 7 and 30, as Secrets Manager requires."
+  }
+}
+
+variable "reserved_concurrency" {
+  description = "Reserved concurrent executions by function key (stack.yaml), e.g. { aggregate = 1, archive = 1 }. Overrides the function's reserved_concurrency in stack.yaml (none by default: the scheduled functions serialise their runs on database locks). Lambda keeps 100 executions unreserved, so the account's concurrency quota must be at least 100 plus the sum of the reservations; new accounts often have 10 or 50, where any reservation fails the apply."
+  type        = map(number)
+  default     = {}
+
+  validation {
+    condition     = alltrue([for count in values(var.reserved_concurrency) : count >= 1 && floor(count) == count])
+    error_message = "reserved_concurrency values must be whole numbers of at least 1 (0 would stop the function from running)."
+  }
+
+  validation {
+    condition     = length(setsubtract(keys(var.reserved_concurrency), keys(local.functions))) == 0
+    error_message = "reserved_concurrency names functions that stack.yaml does not have: ${join(", ", setsubtract(keys(var.reserved_concurrency), keys(local.functions)))}."
   }
 }
 
@@ -124,17 +163,6 @@ variable "function_errors_alarm_threshold" {
   validation {
     condition     = var.function_errors_alarm_threshold >= 1
     error_message = "function_errors_alarm_threshold must be at least 1."
-  }
-}
-
-variable "dlq_depth_alarm_threshold" {
-  description = "Alarm when a dead-letter queue holds at least this many visible messages."
-  type        = number
-  default     = 1
-
-  validation {
-    condition     = var.dlq_depth_alarm_threshold >= 1
-    error_message = "dlq_depth_alarm_threshold must be at least 1."
   }
 }
 

@@ -46,10 +46,11 @@ class StackDeployer:
         role_arn = self._role()
         progress("Kinesis stream")
         self._stream()
-        progress("SQS queues, S3 bucket, SNS topic")
+        progress("SQS queues, S3 bucket, SNS topic, queue alarms")
         self._queues()
         self._bucket()
         self._topic()
+        self._queue_alarms()
         for spec in self.stack.functions.values():
             progress(f"Lambda function {self.stack.resource_name(spec.key)}")
             self._function(spec, role_arn)
@@ -139,6 +140,27 @@ class StackDeployer:
         sns = self._client("sns")
         name = self.stack.resource_name(self.stack.alerts_topic_name)
         self.outputs["ALERTS_TOPIC_ARN"] = sns.create_topic(Name=name)["TopicArn"]  # idempotent by name
+
+    def _queue_alarms(self) -> None:
+        """The queues' CloudWatch alarms, to the alerts topic, exactly as Terraform creates them."""
+        cloudwatch = self._client("cloudwatch")
+        topic = self.outputs["ALERTS_TOPIC_ARN"]
+        for key, alarm in self.stack.queue_alarms.items():
+            cloudwatch.put_metric_alarm(  # creates or replaces the alarm of that name
+                AlarmName=self.stack.queue_alarm_name(key),
+                AlarmDescription=alarm.description,
+                Namespace="AWS/SQS",
+                MetricName=alarm.metric,
+                Dimensions=[{"Name": "QueueName", "Value": self.stack.resource_name(key)}],
+                Statistic=alarm.statistic,
+                Period=alarm.period_s,
+                EvaluationPeriods=1,
+                Threshold=alarm.threshold,
+                ComparisonOperator="GreaterThanOrEqualToThreshold",
+                TreatMissingData="notBreaching",
+                AlarmActions=[topic],
+                OKActions=[topic],
+            )
 
     def function_environment(self, spec: FunctionSpec) -> dict[str, str]:
         shared = {"DATABASE_URL": self.database_url}

@@ -62,6 +62,17 @@ class TopicRuleSpec:
 
 
 @dataclass(frozen=True)
+class QueueAlarm:
+    """A CloudWatch alarm on one SQS metric of a stack queue (`>= threshold` in one period)."""
+
+    metric: str
+    statistic: str
+    threshold: float
+    period_s: int
+    description: str
+
+
+@dataclass(frozen=True)
 class Stack:
     project: str
     stream_name: str
@@ -74,10 +85,15 @@ class Stack:
     functions: dict[str, FunctionSpec]
     topic_rules: dict[str, TopicRuleSpec]
     settings: dict[str, Any] = field(default_factory=dict)
+    queue_alarms: dict[str, QueueAlarm] = field(default_factory=dict)
 
     def resource_name(self, suffix: str) -> str:
         """AWS name of a stack resource: `<project>-<suffix>`."""
         return f"{self.project}-{suffix}"
+
+    def queue_alarm_name(self, key: str) -> str:
+        """`<project>-<queue key>-<metric>`, as Terraform names it."""
+        return self.resource_name(f"{key}-{self.queue_alarms[key].metric}")
 
     def rule_name(self, key: str) -> str:
         # IoT rule names allow only [A-Za-z0-9_].
@@ -88,6 +104,17 @@ def _require(mapping: dict[str, Any], key: str, where: str) -> Any:
     if key not in mapping:
         raise StackError(f"{where}: missing '{key}'")
     return mapping[key]
+
+
+# The SQS metrics CloudWatch publishes per queue, and the statistics an alarm may apply to them.
+QUEUE_METRICS = frozenset({
+    "ApproximateAgeOfOldestMessage", "ApproximateNumberOfMessagesDelayed", "ApproximateNumberOfMessagesNotVisible",
+    "ApproximateNumberOfMessagesVisible", "NumberOfEmptyReceives", "NumberOfMessagesDeleted",
+    "NumberOfMessagesReceived", "NumberOfMessagesSent", "SentMessageSize",
+})  # fmt: skip
+ALARM_STATISTICS = frozenset({"Average", "Maximum", "Minimum", "SampleCount", "Sum"})
+# After a trigger gives up on a batch, the stream must keep its records at least this long for a replay.
+MIN_REPLAY_WINDOW_S = 86_400
 
 
 def _bounded(value: Any, low: int, high: int, where: str) -> int:
@@ -138,6 +165,41 @@ def _function(key: str, raw: dict[str, Any], root: Path) -> FunctionSpec:
     )
 
 
+def _queue_alarm(key: str, raw: dict[str, Any]) -> QueueAlarm:
+    where = f"queues.{key}.alarm"
+    metric, statistic = _require(raw, "metric", where), _require(raw, "statistic", where)
+    if metric not in QUEUE_METRICS:
+        raise StackError(f"{where}.metric: {metric!r} is not an SQS metric ({', '.join(sorted(QUEUE_METRICS))})")
+    if statistic not in ALARM_STATISTICS:
+        raise StackError(f"{where}.statistic: {statistic!r} is not one of {', '.join(sorted(ALARM_STATISTICS))}")
+    threshold = _require(raw, "threshold", where)
+    if not isinstance(threshold, int | float) or isinstance(threshold, bool) or threshold < 0:
+        raise StackError(f"{where}.threshold: {threshold!r} is not a number >= 0")
+    period = _bounded(_require(raw, "period_s", where), 60, 86_400, f"{where}.period_s")
+    if period % 60:
+        raise StackError(f"{where}.period_s: {period} is not a multiple of 60 (SQS metrics are per minute)")
+    return QueueAlarm(metric, statistic, threshold, period, str(raw.get("description", "")))
+
+
+def _check_replay_window(functions: dict[str, FunctionSpec], retention_hours: int) -> None:
+    """A batch a trigger gives up on must stay in the stream long enough to be replayed from its record."""
+    retention_s = retention_hours * 3600
+    for fn in functions.values():
+        age = fn.kinesis_trigger.maximum_record_age_s if fn.kinesis_trigger else None
+        where = f"functions.{fn.key}.kinesis_trigger.maximum_record_age_s"
+        if age == -1:
+            raise StackError(
+                f"{where}: -1 (no limit) keeps retrying until the records leave the stream, which then cannot be "
+                f"replayed; set at most {retention_s - MIN_REPLAY_WINDOW_S} s"
+            )
+        if age is not None and retention_s - age < MIN_REPLAY_WINDOW_S:
+            raise StackError(
+                f"{where}: {age} s leaves less than a day to replay a failed batch from the stream, which keeps "
+                f"records {retention_hours} h; raise stream.retention_hours to at least "
+                f"{-(-(age + MIN_REPLAY_WINDOW_S) // 3600)} or lower the age"
+            )
+
+
 def _topic_rule(key: str, raw: dict[str, Any]) -> TopicRuleSpec:
     where = f"topic_rules.{key}"
     kinesis = _require(raw, "kinesis", where)
@@ -163,16 +225,21 @@ def load_stack(path: Path, root: Path = REPO_ROOT) -> Stack:
         queue = fn.kinesis_trigger.on_failure_queue if fn.kinesis_trigger else None
         if queue and queue not in queues:
             raise StackError(f"functions.{fn.key}.kinesis_trigger.on_failure_queue: no queue named {queue!r}")
+    retention_hours = _bounded(stream.get("retention_hours", 24), 24, 8760, "stream.retention_hours")
+    _check_replay_window(functions, retention_hours)
     return Stack(
         project=_require(raw, "project", "stack"),
         stream_name=_require(stream, "name", "stream"),
         stream_mode=stream.get("mode", "PROVISIONED"),
         shard_count=_bounded(stream.get("shard_count", 1), 1, 500, "stream.shard_count"),
-        retention_hours=_bounded(stream.get("retention_hours", 24), 24, 8760, "stream.retention_hours"),
+        retention_hours=retention_hours,
         queues=queues,
         bucket_name=_require(_require(raw, "bucket", "stack"), "name", "bucket"),
         alerts_topic_name=_require(_require(raw, "alerts_topic", "stack"), "name", "alerts_topic"),
         functions=functions,
         topic_rules={key: _topic_rule(key, spec) for key, spec in (raw.get("topic_rules") or {}).items()},
         settings=raw.get("settings") or {},
+        queue_alarms={
+            key: _queue_alarm(key, spec["alarm"]) for key, spec in queues.items() if (spec or {}).get("alarm")
+        },
     )

@@ -10,9 +10,13 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import subprocess
 import uuid
+import zipfile
+from collections.abc import Iterable
+from dataclasses import dataclass
 from pathlib import Path
 
 import hcl2
@@ -21,7 +25,7 @@ import yaml
 
 from localcloud.config import REPO_ROOT
 from localcloud.stack.deploy import deploy_stack
-from localcloud.stack.model import load_stack
+from localcloud.stack.model import StackError, load_stack
 
 TF_DIR = REPO_ROOT / "infrastructure" / "terraform"
 STACK_FILE = REPO_ROOT / "infrastructure" / "stack.yaml"
@@ -44,13 +48,20 @@ FUNCTION_SETTINGS = [
     ("memory_size", "each.value.memory_mb", "MemorySize"),
     ("timeout", "each.value.timeout_s", "Timeout"),
 ]
+QUEUE_ALARM_SETTINGS = [
+    ("metric_name", "each.value.metric", "MetricName"),
+    ("statistic", "each.value.statistic", "Statistic"),
+    ("threshold", "each.value.threshold", "Threshold"),
+    ("period", "each.value.period_s", "Period"),
+]
 ALL_SETTINGS = (
     [("aws_lambda_event_source_mapping", "stream", attr, expr) for attr, expr, _ in TRIGGER_SETTINGS]
     + [("aws_lambda_function", "stack", attr, expr) for attr, expr, _ in FUNCTION_SETTINGS]
     + [
         ("aws_lambda_event_source_mapping", "stream", "function_response_types",
          'each.value.kinesis_trigger.report_batch_item_failures ? ["ReportBatchItemFailures"] : []'),
-        ("aws_lambda_function", "stack", "reserved_concurrent_executions", "try(each.value.reserved_concurrency, null)"),
+        ("aws_lambda_function", "stack", "reserved_concurrent_executions",
+         "lookup(var.reserved_concurrency, each.key, try(each.value.reserved_concurrency, null))"),
         ("aws_scheduler_schedule", "function", "schedule_expression", "each.value.schedule"),
         ("aws_iot_topic_rule", "stack", "sql", 'join(" ", compact(split(" ", replace(each.value.sql, "\\n", " "))))'),
         ("aws_iot_topic_rule", "stack", "sql_version", "each.value.sql_version"),
@@ -58,6 +69,7 @@ ALL_SETTINGS = (
         ("aws_sqs_queue", "stack", "visibility_timeout_seconds", "each.value.visibility_timeout_seconds"),
         ("aws_kinesis_stream", "telemetry", "retention_period", "local.stack.stream.retention_hours"),
     ]
+    + [("aws_cloudwatch_metric_alarm", "queue", attr, expr) for attr, expr, _ in QUEUE_ALARM_SETTINGS]
 )  # fmt: skip
 
 
@@ -144,6 +156,8 @@ def changed_stack_raw() -> dict:
     raw["stream"]["retention_hours"] = 48
     for queue in raw["queues"].values():
         queue["visibility_timeout_seconds"] += 7
+        queue["message_retention_seconds"] -= 11
+        queue["alarm"].update(threshold=queue["alarm"]["threshold"] + 2, period_s=queue["alarm"]["period_s"] + 60)
     for rule in raw["topic_rules"].values():
         rule["sql"] = rule["sql"] + " WHERE rss > -120"
     # A function Terraform has never seen: scheduled, no trigger, on the first function's packages.
@@ -228,6 +242,16 @@ def test_the_local_cloud_deploys_the_values_terraform_reads(module, aws_endpoint
         assert int(attributes["VisibilityTimeout"]) == terraform_value(
             "each.value.visibility_timeout_seconds", raw, queue
         )
+        assert int(attributes["MessageRetentionPeriod"]) == terraform_value(
+            "each.value.message_retention_seconds", raw, queue
+        )
+        (alarm,) = aws_endpoint.client("cloudwatch").describe_alarms(
+            AlarmNames=[f"{raw['project']}-{key}-{queue['alarm']['metric']}"]
+        )["MetricAlarms"]
+        for attribute, expression, field in QUEUE_ALARM_SETTINGS:
+            assert alarm[field] == terraform_value(expression, raw, queue["alarm"]), attribute
+        assert alarm["Dimensions"] == [{"Name": "QueueName", "Value": f"{raw['project']}-{key}"}]
+        assert alarm["AlarmActions"] == [outputs["ALERTS_TOPIC_ARN"]]
     stream = aws_endpoint.client("kinesis").describe_stream_summary(StreamName=outputs["TELEMETRY_STREAM_NAME"])
     assert stream["StreamDescriptionSummary"]["RetentionPeriodHours"] == terraform_value(
         "local.stack.stream.retention_hours", raw, {}
@@ -278,21 +302,48 @@ def test_terraform_fmt_and_validate(tmp_path):
     terraform(["validate"], copy, env)
 
 
+class PlannedModule:
+    """A copy of the module beside a stack file, initialised, planned against the moto server (data sources
+    only) through the LocalStack provider override. Rewrite the stack file between plans to plan another."""
+
+    def __init__(self, root: Path, functions: Iterable[str], endpoint_url: str, env: dict[str, str]) -> None:
+        self.stack_file = root / "infrastructure" / "stack.yaml"
+        self.stack_file.parent.mkdir(parents=True, exist_ok=True)
+        self.stack_file.write_text(STACK_FILE.read_text())
+        self.dir, self.env = module_copy(self.stack_file), env
+        override = (TF_DIR / "localstack" / "localstack_providers_override.tf").read_text()
+        (self.dir / "localstack_providers_override.tf").write_text(
+            override.replace("http://localhost:4566", endpoint_url)
+        )
+        self.packages = root / "zips"
+        self.packages.mkdir()
+        for key in functions:
+            (self.packages / f"{key}.zip").write_bytes(key.encode())  # only hashed by the plan
+        terraform(["init", "-backend=false", "-input=false"], self.dir, env)
+
+    def run(self, *args: str) -> subprocess.CompletedProcess[str]:
+        command = ["terraform", *args, "-no-color", "-input=false", f"-var=package_dir={self.packages}"]
+        return subprocess.run(command, cwd=self.dir, env=self.env, capture_output=True, text=True, timeout=180)
+
+    def plan(self, *variables: str, out: str = "plan.bin") -> dict[str, dict]:
+        """Planned resources by address: their values after apply (unknown ones missing)."""
+        result = self.run("plan", f"-out={out}", *variables)
+        assert result.returncode == 0, f"terraform plan failed:\n{result.stderr}\n{result.stdout[-3000:]}"
+        plan = json.loads(terraform(["show", "-json", out], self.dir, self.env))
+        return {change["address"]: change["change"]["after"] for change in plan["resource_changes"]}
+
+    def plan_fails(self, *variables: str) -> str:
+        """The error output of a plan that must fail."""
+        result = self.run("plan", *variables)
+        assert result.returncode != 0, f"terraform plan succeeded:\n{result.stdout[-3000:]}"
+        return " ".join(result.stderr.replace("│", " ").split())
+
+
 def test_terraform_plan_carries_a_changed_stack_file(tmp_path, aws_endpoint, changed_stack):
-    """A real plan of the module against the moto server (data sources only) with the LocalStack override."""
-    env = terraform_env(tmp_path)
     raw, stack_file = changed_stack
-    copy = module_copy(stack_file)
-    override = (TF_DIR / "localstack" / "localstack_providers_override.tf").read_text()
-    (copy / "localstack_providers_override.tf").write_text(override.replace("http://localhost:4566", aws_endpoint.url))
-    packages = tmp_path / "zips"
-    packages.mkdir()
-    for key in raw["functions"]:
-        (packages / f"{key}.zip").write_bytes(key.encode())  # only hashed by the plan
-    terraform(["init", "-backend=false", "-input=false"], copy, env)
-    terraform(["plan", "-input=false", "-out=plan.bin", f"-var=package_dir={packages}"], copy, env)
-    plan = json.loads(terraform(["show", "-json", "plan.bin"], copy, env))
-    after = {change["address"]: change["change"]["after"] for change in plan["resource_changes"]}
+    module = PlannedModule(tmp_path / "plan", raw["functions"], aws_endpoint.url, terraform_env(tmp_path))
+    module.stack_file.write_text(stack_file.read_text())
+    after = module.plan()
     assert 'aws_iam_role.function["added_later"]' in after
     assert 'aws_cloudwatch_metric_alarm.function_errors["added_later"]' in after
     assert 'aws_lambda_event_source_mapping.stream["added_later"]' not in after
@@ -316,7 +367,197 @@ def test_terraform_plan_carries_a_changed_stack_file(tmp_path, aws_endpoint, cha
     for key, queue in raw["queues"].items():
         planned = after[f'aws_sqs_queue.stack["{key}"]']
         assert planned["visibility_timeout_seconds"] == queue["visibility_timeout_seconds"]
+        assert planned["message_retention_seconds"] == queue["message_retention_seconds"]
+        alarm = after[f'aws_cloudwatch_metric_alarm.queue["{key}"]']
+        for attribute, expression, _ in QUEUE_ALARM_SETTINGS:
+            assert alarm[attribute] == terraform_value(expression, raw, queue["alarm"]), attribute
     assert after["aws_kinesis_stream.telemetry"]["retention_period"] == raw["stream"]["retention_hours"]
+
+
+# -- what a real account needs: first apply, redeploy, day 2 (issue 18) ------------------------------------
+
+
+def test_resources_wait_for_the_permissions_they_use_from_their_first_second(module):
+    """Edges a plan cannot show: without them a first apply or a destroy can run the calls out of order."""
+    resource = module["resource"]
+    function_depends_on = resource["aws_lambda_function"]["stack"]["depends_on"]
+    # CreateFunction with a VPC config checks the role may create network interfaces: the VPC attachment.
+    assert "${aws_iam_role_policy_attachment.function_vpc}" in function_depends_on
+    assert "${aws_iam_role_policy.function}" in function_depends_on
+    # A message or a schedule in the first seconds must find its role's permissions (error action included).
+    assert resource["aws_iot_topic_rule"]["stack"]["depends_on"] == ["${aws_iam_role_policy.iot_rules}"]
+    assert resource["aws_scheduler_schedule"]["function"]["depends_on"] == ["${aws_iam_role_policy.scheduler}"]
+    # ... and those are the policies of the roles they use.
+    assert resource["aws_iam_role_policy"]["iot_rules"]["role"] == "${aws_iam_role.iot_rules.id}"
+    assert resource["aws_iot_topic_rule"]["stack"]["kinesis"][0]["role_arn"] == "${aws_iam_role.iot_rules.arn}"
+    assert resource["aws_iam_role_policy"]["scheduler"]["role"] == "${aws_iam_role.scheduler.id}"
+    assert resource["aws_scheduler_schedule"]["function"]["target"][0]["role_arn"] == "${aws_iam_role.scheduler.arn}"
+    attachment = resource["aws_iam_role_policy_attachment"]["function_vpc"]
+    assert attachment["role"] == "${aws_iam_role.function[each.key].name}"
+    assert attachment["policy_arn"].endswith('policy/service-role/AWSLambdaVPCAccessExecutionRole"')
+
+
+@pytest.fixture(scope="module")
+def planned(tmp_path_factory, aws_endpoint) -> PlannedModule:
+    """The module with the repository's stack.yaml, initialised once for the plans below (a plan takes ~15 s
+    on two cores, so each plan serves every test that reads it)."""
+    root = tmp_path_factory.mktemp("planned")
+    functions = [*yaml.safe_load(STACK_FILE.read_text())["functions"], "replayed_too"]
+    return PlannedModule(root, functions, aws_endpoint.url, terraform_env(root))
+
+
+@pytest.fixture(scope="module")
+def default_plan(planned) -> dict[str, dict]:
+    return planned.plan()
+
+
+@dataclass
+class ChosenPlan:
+    """A plan with every issue-18 variable set: reservations, no recovery window, write-only credentials."""
+
+    variables: list[str]
+    password: str
+    after: dict[str, dict]
+    plan_file: Path
+
+
+@pytest.fixture(scope="module")
+def chosen(planned) -> ChosenPlan:
+    password = f"pw-{uuid.uuid4().hex}"
+    credentials = f'{{host = "db.example", port = 5432, username = "u", password = "{password}", dbname = "d"}}'
+    variables = [
+        f"-var=name_prefix=wo-{uuid.uuid4().hex[:8]}",
+        "-var=reserved_concurrency={aggregate = 1, archive = 2}",
+        "-var=db_secret_recovery_window_days=0",
+        f"-var=db_credentials={credentials}",
+        "-var=db_credentials_version=1",
+    ]
+    return ChosenPlan(variables, password, planned.plan(*variables, out="chosen.bin"), planned.dir / "chosen.bin")
+
+
+@pytest.fixture(scope="module")
+def invalid_variables(planned) -> str:
+    """The errors of one plan with a value out of range in each new variable."""
+    return planned.plan_fails("-var=reserved_concurrency={agregate = 0}", "-var=db_secret_recovery_window_days=3")
+
+
+def refused_stack(raw: dict) -> dict:
+    """The defects found in review, in one stack: the stream keeps records only as long as the ingest retries
+    them, and a second trigger without a record age limit."""
+    ingest = raw["functions"]["ingest"]
+    raw["stream"]["retention_hours"] = ingest["kinesis_trigger"]["maximum_record_age_s"] // 3600
+    raw["functions"]["replayed_too"] = {
+        **ingest,
+        "kinesis_trigger": {**ingest["kinesis_trigger"], "maximum_record_age_s": -1},
+    }
+    return raw
+
+
+@pytest.fixture(scope="module")
+def refused(planned) -> str:
+    """The errors of one plan of the refused stack, with credentials but no version."""
+    planned.stack_file.write_text(yaml.safe_dump(refused_stack(yaml.safe_load(STACK_FILE.read_text()))))
+    try:
+        return planned.plan_fails(
+            '-var=db_credentials={host = "h", port = 5432, username = "u", password = "p", dbname = "d"}'
+        )
+    finally:
+        planned.stack_file.write_text(STACK_FILE.read_text())
+
+
+def reserved_concurrency(after: dict[str, dict]) -> dict[str, int]:
+    prefix = "aws_lambda_function.stack["
+    return {
+        a[len(prefix) + 1 : -2]: v["reserved_concurrent_executions"] for a, v in after.items() if a.startswith(prefix)
+    }
+
+
+def test_no_function_reserves_concurrency_unless_the_deployment_asks(default_plan, chosen, invalid_variables):
+    # Lambda keeps 100 executions unreserved: on an account with a quota of 10 or 50 any reservation fails.
+    unreserved = {key: -1 for key in yaml.safe_load(STACK_FILE.read_text())["functions"]}  # -1: the provider's "none"
+    assert reserved_concurrency(default_plan) == unreserved
+    assert reserved_concurrency(chosen.after) == {**unreserved, "aggregate": 1, "archive": 2}
+    assert "reserved_concurrency names functions that stack.yaml does not have: agregate" in invalid_variables
+    assert "at least 1 (0 would stop the function from running)" in invalid_variables
+
+
+def test_the_secret_recovery_window_is_a_variable_and_zero_frees_the_name_at_once(
+    default_plan, chosen, invalid_variables
+):
+    assert default_plan["aws_secretsmanager_secret.database"]["recovery_window_in_days"] == 7
+    assert chosen.after["aws_secretsmanager_secret.database"]["recovery_window_in_days"] == 0
+    assert "must be 0 (delete at once) or between 7 and 30" in invalid_variables
+
+
+def test_the_database_password_reaches_the_secret_but_neither_the_plan_nor_the_state(
+    planned, chosen, refused, aws_endpoint
+):
+    version = chosen.after["aws_secretsmanager_secret_version.database[0]"]
+    assert version["secret_string_wo_version"] == 1 and not version.get("secret_string")
+    with zipfile.ZipFile(chosen.plan_file) as saved_plan:
+        assert saved_plan.namelist()
+        assert not [name for name in saved_plan.namelist() if chosen.password.encode() in saved_plan.read(name)]
+
+    # Apply the secret (and the key it is encrypted with) to the moto server: the value arrives, the state
+    # holds no trace of it.
+    state = planned.dir / "secret.tfstate"
+    target = "-target=aws_secretsmanager_secret_version.database"
+    applied = planned.run("apply", "-auto-approve", f"-state={state}", target, *chosen.variables)
+    assert applied.returncode == 0, applied.stderr
+    prefix = chosen.variables[0].removeprefix("-var=name_prefix=")
+    stored = aws_endpoint.client("secretsmanager").get_secret_value(SecretId=f"{prefix}-database")
+    assert json.loads(stored["SecretString"])["password"] == chosen.password
+    assert chosen.password not in state.read_text()
+    (written,) = [
+        r for r in json.loads(state.read_text())["resources"] if r["type"] == "aws_secretsmanager_secret_version"
+    ]
+    assert written["instances"][0]["attributes"]["has_secret_string_wo"] is True
+
+    assert "Set db_credentials and db_credentials_version together" in refused
+
+
+def test_a_failed_batch_stays_in_the_stream_long_enough_to_be_replayed(default_plan, refused, tmp_path):
+    retention_s = default_plan["aws_kinesis_stream.telemetry"]["retention_period"] * 3600
+    mappings = [v for a, v in default_plan.items() if a.startswith("aws_lambda_event_source_mapping.stream[")]
+    assert mappings
+    for mapping in mappings:
+        assert mapping["maximum_record_age_in_seconds"] > 0
+        assert retention_s - mapping["maximum_record_age_in_seconds"] >= 86_400  # a day to replay, at least
+    assert "must exceed every kinesis_trigger.maximum_record_age_s" in refused
+    assert "(not so: ingest, replayed_too)" in refused
+
+    stack_file = tmp_path / "stack.yaml"
+    for function in ("ingest", "replayed_too"):  # the local cloud refuses each defect on its own
+        raw = refused_stack(yaml.safe_load(STACK_FILE.read_text()))
+        raw["functions"] = {function: raw["functions"][function]}
+        stack_file.write_text(yaml.safe_dump(raw))
+        expected = "less than a day to replay" if function == "ingest" else "-1 (no limit)"
+        with pytest.raises(StackError, match=re.escape(f"functions.{function}.kinesis_trigger.maximum_record_age_s")):
+            load_stack(stack_file)
+        with pytest.raises(StackError, match=re.escape(expected)):
+            load_stack(stack_file)
+
+
+def test_rejects_and_failed_batches_go_to_separate_queues_with_alarms_of_their_own(default_plan):
+    stack = yaml.safe_load(STACK_FILE.read_text())
+    ingest = stack["functions"]["ingest"]
+    on_failure = ingest["kinesis_trigger"]["on_failure_queue"]
+    assert [key for key in ingest["access"] if key in stack["queues"]] == ["ingest_rejects"] != [on_failure]
+    depth = default_plan[f'aws_cloudwatch_metric_alarm.queue["{on_failure}"]']
+    assert (depth["metric_name"], depth["statistic"], depth["threshold"]) == (
+        "ApproximateNumberOfMessagesVisible",
+        "Maximum",
+        1,
+    )
+    rate = default_plan['aws_cloudwatch_metric_alarm.queue["ingest_rejects"]']
+    assert (rate["metric_name"], rate["statistic"]) == ("NumberOfMessagesSent", "Sum") and rate["threshold"] > 1
+    for alarm in (depth, rate):
+        assert alarm["comparison_operator"] == "GreaterThanOrEqualToThreshold"
+    assert depth["dimensions"] == {"QueueName": f"iotkpi-{on_failure}"}
+    assert rate["dimensions"] == {"QueueName": "iotkpi-ingest_rejects"}
+    # Nothing consumes the copies of rejects (the table keeps them): they expire; on-failure records wait.
+    rejects_kept = default_plan['aws_sqs_queue.stack["ingest_rejects"]']["message_retention_seconds"]
+    assert rejects_kept <= 86_400 < default_plan[f'aws_sqs_queue.stack["{on_failure}"]']["message_retention_seconds"]
 
 
 # -- checkov -------------------------------------------------------------------------------------------

@@ -9,4 +9,6 @@ db_credentials = {
   password = "iotkpi"
   dbname   = "iotkpi"
 }
-log_retention_days = 1
+db_credentials_version         = 1
+db_secret_recovery_window_days = 0 # a throw-away stack: destroy and apply again at once
+log_retention_days             = 1
