@@ -6,10 +6,12 @@ them all before the server imports any backend; it is idempotent.
 
 from __future__ import annotations
 
-from localcloud.servers.moto_patches import awslambda, kinesis
+from localcloud.servers.moto_patches import awslambda, awslambda_deploy, iot, kinesis
 
 
 def apply() -> None:
     """Apply every patch; idempotent."""
     kinesis.apply()
     awslambda.apply()
+    awslambda_deploy.apply()
+    iot.apply()

@@ -33,6 +33,7 @@ def apply() -> None:
     _no_lambda_invocation_from_kinesis()
     _no_metric_data_point_per_put()
     _mappings_keep_their_uuid()
+    _tags_at_creation()
     if _store is None:
         _store = KinesisStore.from_environment()
         _restore_streams(_store)
@@ -298,3 +299,18 @@ def _mappings_keep_their_uuid() -> None:
 
     install(LambdaBackend, "create_event_source_mapping", create_keeping_uuid)
     install(LambdaBackend, "delete_event_source_mapping", delete_forgetting_uuid)
+
+
+def _tags_at_creation() -> None:
+    """CreateStream's Tags (what Terraform sends) were dropped, so every later plan wanted to add them again."""
+    from moto.kinesis.responses import KinesisResponse
+
+    create_stream = KinesisResponse.create_stream
+
+    def create_tagged_stream(self: KinesisResponse) -> Any:
+        result = create_stream(self)
+        if self._get_param("Tags"):
+            self.kinesis_backend.add_tags_to_stream(None, self._get_param("StreamName"), self._get_param("Tags"))
+        return result
+
+    install(KinesisResponse, "create_stream", create_tagged_stream)
