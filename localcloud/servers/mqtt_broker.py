@@ -4,11 +4,21 @@ MQTT 3.1.1 and 5 on one listener, anonymous clients allowed (it listens on 127.0
 dir so QoS 1 messages queued for a persistent session (the rules engine's) survive a broker restart.
 mosquitto saves its in-memory state on a clean shutdown (SIGTERM) and every `autosave_interval` seconds.
 
-clientid(): mosquitto does not tell subscribers who published a message. When gcc and the mosquitto headers
-(`apt-get install mosquitto-dev libmosquitto-dev`) exist, we build a tiny plugin (plugin API v5, MOSQ_EVT_MESSAGE)
-that appends the publisher's client id as the MQTT 5 user property `CLIENT_ID_PROPERTY` to every message; the rules
-engine reads the last such property (a publisher cannot override it: the broker's comes last). Without the plugin
-`clientid()` is Undefined unless the publisher sets that property itself.
+QoS: IoT Core supports QoS 0 and 1 only ("AWS IoT Core does not support publishing or subscribing with QoS level 2",
+https://docs.aws.amazon.com/iot/latest/developerguide/mqtt.html#mqtt-differences). `max_qos 1` makes mosquitto
+match as closely as it can: MQTT 5 clients see Maximum QoS 1 in the CONNACK, and a QoS 2 PUBLISH is never
+acknowledged nor delivered: mosquitto closes the connection (MQTT 5: DISCONNECT 0x9B "QoS not supported"). A QoS 2
+SUBSCRIBE is granted QoS 1, where IoT Core sends no SUBACK at all.
+
+Who published: mosquitto does not tell subscribers which client published a message. When gcc and the mosquitto
+headers (`apt-get install mosquitto-dev libmosquitto-dev`) exist, we build a tiny plugin (plugin API v5,
+MOSQ_EVT_MESSAGE) that appends MQTT 5 user properties to every message: the publisher's client id
+(`CLIENT_ID_PROPERTY`, for clientid()), its address (`SOURCE_IP_PROPERTY`, sourceip()) and, when it gave one, its
+username (`USERNAME_PROPERTY`, principal()). The rules engine reads the last of each (a publisher cannot override
+them: the broker's come last) and hides every `BROKER_PROPERTY_PREFIX` property from get_user_properties(). The
+publish's own MQTT 5 properties (content type, payload format, response topic, correlation data, user properties)
+reach the engine unchanged: mosquitto forwards them to MQTT 5 subscribers itself. Without the plugin those three
+functions are Undefined.
 
 As root, mosquitto drops privileges to the `mosquitto` user, which then owns only the data folder inside the state
 dir (its parent folders must be searchable by it, which /tmp and the repository are); the state dir, the config and
@@ -27,10 +37,14 @@ from pathlib import Path
 
 from localcloud.servers.procs import StartError, terminate_group, wait_for_port
 
-CLIENT_ID_PROPERTY = "x-iotkpi-clientid"
+BROKER_PROPERTY_PREFIX = "x-iotkpi-"
+CLIENT_ID_PROPERTY = BROKER_PROPERTY_PREFIX + "clientid"
+SOURCE_IP_PROPERTY = BROKER_PROPERTY_PREFIX + "sourceip"
+USERNAME_PROPERTY = BROKER_PROPERTY_PREFIX + "username"
 RUN_USER = "mosquitto"
 
-_PLUGIN_SOURCE = r"""
+_PLUGIN_SOURCE = (
+    r"""
 #include <stddef.h>
 #include <mosquitto.h>
 #include <mosquitto_broker.h>
@@ -39,12 +53,18 @@ _PLUGIN_SOURCE = r"""
 #define MQTT_PROP_USER_PROPERTY 38
 #endif
 static mosquitto_plugin_id_t *plugin_id;
+static int add(mosquitto_property **properties, const char *name, const char *value) {
+    if (value == NULL) return MOSQ_ERR_SUCCESS;
+    return mosquitto_property_add_string_pair(properties, MQTT_PROP_USER_PROPERTY, name, value);
+}
 static int on_message(int event, void *event_data, void *userdata) {
     struct mosquitto_evt_message *ed = event_data;
-    const char *id = mosquitto_client_id(ed->client);
+    int rc;
     (void)event; (void)userdata;
-    if (id == NULL) return MOSQ_ERR_SUCCESS;
-    return mosquitto_property_add_string_pair(&ed->properties, MQTT_PROP_USER_PROPERTY, "@PROPERTY@", id);
+    rc = add(&ed->properties, "@CLIENT_ID@", mosquitto_client_id(ed->client));
+    if (rc == MOSQ_ERR_SUCCESS) rc = add(&ed->properties, "@SOURCE_IP@", mosquitto_client_address(ed->client));
+    if (rc == MOSQ_ERR_SUCCESS) rc = add(&ed->properties, "@USERNAME@", mosquitto_client_username(ed->client));
+    return rc;
 }
 int mosquitto_plugin_version(int count, const int *versions) {
     for (int i = 0; i < count; i++) if (versions[i] == 5) return 5;
@@ -59,7 +79,10 @@ int mosquitto_plugin_cleanup(void *userdata, struct mosquitto_opt *opts, int n) 
     (void)userdata; (void)opts; (void)n;
     return mosquitto_callback_unregister(plugin_id, MOSQ_EVT_MESSAGE, on_message, NULL);
 }
-""".replace("@PROPERTY@", CLIENT_ID_PROPERTY)
+""".replace("@CLIENT_ID@", CLIENT_ID_PROPERTY)
+    .replace("@SOURCE_IP@", SOURCE_IP_PROPERTY)
+    .replace("@USERNAME@", USERNAME_PROPERTY)
+)
 
 
 def find_mosquitto() -> str:
@@ -86,13 +109,14 @@ class MosquittoBroker:
         return f"mqtt://{self.host}:{self.port}"
 
     def build_plugin(self) -> bool:
-        """Compile the client-id plugin once; False (and clientid() stays publisher-supplied) if we cannot."""
-        if self.plugin_file.exists():
+        """Compile the publisher plugin (again when its source changed); False (clientid(), sourceip() and
+        principal() stay Undefined) if we cannot."""
+        source = self.state_dir / "clientid_plugin.c"
+        if self.plugin_file.exists() and source.exists() and source.read_text() == _PLUGIN_SOURCE:
             return True
         gcc = shutil.which("gcc")
         if gcc is None or not Path("/usr/include/mosquitto_broker.h").exists():
             return False
-        source = self.state_dir / "clientid_plugin.c"
         source.write_text(_PLUGIN_SOURCE)
         built = subprocess.run(
             [gcc, "-shared", "-fPIC", "-O2", "-o", str(self.plugin_file), str(source)], capture_output=True
@@ -104,6 +128,7 @@ class MosquittoBroker:
         self._own_folders(self.run_user())
         lines = [
             f"listener {self.port} {self.host}",
+            "max_qos 1",  # IoT Core supports QoS 0 and 1 only (see the module docstring)
             "allow_anonymous true",
             "persistence true",
             f"persistence_location {self.data_dir}/",
