@@ -11,9 +11,12 @@ its record to Kinesis or performed its error action. A crash before that means t
 Each topic filter is subscribed once with an MQTT 5 subscription identifier, so overlapping filters of several
 rules never double-process a message. Retained messages are not sent to the engine (AWS rules ignore them too).
 
-clientid() is the MQTT 5 user property `CLIENT_ID_PROPERTY` (last one wins), which our mosquitto plugin appends
-with the publisher's real client id (see localcloud/servers/mqtt_broker.py); without the plugin it is Undefined unless
-the publisher sets it.
+What the SQL functions know about the publisher comes with each message: the publish's own MQTT 5 properties
+(get_mqtt_property, get_user_properties), and the user properties our mosquitto plugin appends (see
+localcloud/servers/mqtt_broker.py): client id, address and username (clientid, sourceip, principal; the last of
+each wins). Each message gets a trace id (traceid(), the error action's cloudwatchTraceId); accountid() is the
+account in the rule's ARN. get_secret() & co call the endpoint through `EndpointLookups`; they run on the MQTT
+thread, so their latency adds to every message of such a rule.
 """
 
 from __future__ import annotations
@@ -24,6 +27,7 @@ import logging
 import signal
 import threading
 import time
+import uuid
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -38,8 +42,12 @@ from paho.mqtt.subscribeoptions import SubscribeOptions
 
 from localcloud.config import aws_session
 from localcloud.runtime.iot.forwarder import KinesisForwarder, Record
+from localcloud.runtime.iot.functions.services import Lookups
+from localcloud.runtime.iot.lookups import EndpointLookups
 from localcloud.runtime.iot.sql import (
+    Environment,
     Message,
+    MqttProperties,
     Rule,
     SqlEvaluationError,
     Template,
@@ -48,7 +56,12 @@ from localcloud.runtime.iot.sql import (
     parse_template,
 )
 from localcloud.runtime.iot.topics import topic_matches
-from localcloud.servers.mqtt_broker import CLIENT_ID_PROPERTY
+from localcloud.servers.mqtt_broker import (
+    BROKER_PROPERTY_PREFIX,
+    CLIENT_ID_PROPERTY,
+    SOURCE_IP_PROPERTY,
+    USERNAME_PROPERTY,
+)
 
 LOG = logging.getLogger(__name__)
 DEFAULT_CLIENT_ID = "iotkpi-rules-engine"
@@ -70,12 +83,17 @@ class LoadedRule:
     partition_key: Template
     error_queue_url: str | None
     disabled: bool
+    environment: Environment
     counts: Counter = field(default_factory=Counter)
 
 
-def load_rule(name: str, payload: dict[str, Any]) -> LoadedRule:
-    """Turn a get_topic_rule()["rule"] into a runnable rule; UnsupportedSql for anything we cannot run."""
-    rule = parse_rule(payload["sql"], payload.get("awsIotSqlVersion") or "2016-03-23")
+def load_rule(
+    name: str, payload: dict[str, Any], rule_arn: str | None = None, lookups: Lookups | None = None
+) -> LoadedRule:
+    """Turn a get_topic_rule()["rule"] into a runnable rule; UnsupportedSql for anything we cannot run.
+    A rule created without awsIotSqlVersion runs 2015-10-08, IoT Core's default (CloudFormation's
+    AWS::IoT::TopicRule documents it: "The default value is 2015-10-08")."""
+    rule = parse_rule(payload["sql"], payload.get("awsIotSqlVersion") or "2015-10-08")
     actions = payload.get("actions") or []
     if len(actions) != 1 or set(actions[0]) != {"kinesis"}:
         kinds = [next(iter(action), "?") for action in actions]
@@ -90,9 +108,40 @@ def load_rule(name: str, payload: dict[str, Any]) -> LoadedRule:
         name=name,
         rule=rule,
         stream=kinesis["streamName"],
-        partition_key=parse_template(kinesis["partitionKey"]),
+        partition_key=parse_template(kinesis["partitionKey"], rule.version),
         error_queue_url=error_action["sqs"]["queueUrl"] if error_action else None,
         disabled=bool(payload.get("ruleDisabled")),
+        environment=Environment(rule.numbers, _account_of(rule_arn), lookups),
+    )
+
+
+def _account_of(rule_arn: str | None) -> str | None:
+    """arn:aws:iot:<region>:<account>:rule/<name> → <account>."""
+    parts = (rule_arn or "").split(":")
+    return parts[4] if len(parts) > 5 and parts[4] else None
+
+
+def message_of(msg: mqtt.MQTTMessage, received_at_ms: int) -> Message:
+    """An MQTT message with what the broker and the publisher's MQTT 5 properties tell about it."""
+    properties = getattr(msg, "properties", None)
+    user_properties = getattr(properties, "UserProperty", None) or []
+    broker = {key: value for key, value in user_properties if key.startswith(BROKER_PROPERTY_PREFIX)}  # last wins
+    publisher = tuple((key, value) for key, value in user_properties if not key.startswith(BROKER_PROPERTY_PREFIX))
+    return Message(
+        topic=msg.topic,
+        payload=msg.payload,
+        received_at_ms=received_at_ms,
+        client_id=broker.get(CLIENT_ID_PROPERTY),
+        principal=broker.get(USERNAME_PROPERTY),
+        source_ip=broker.get(SOURCE_IP_PROPERTY),
+        trace_id=str(uuid.uuid4()),
+        properties=MqttProperties(
+            content_type=getattr(properties, "ContentType", None),
+            format_indicator=getattr(properties, "PayloadFormatIndicator", None),
+            response_topic=getattr(properties, "ResponseTopic", None),
+            correlation_data=getattr(properties, "CorrelationData", None),
+            user_properties=publisher,
+        ),
     )
 
 
@@ -111,6 +160,7 @@ class RulesEngine:
         config = Config(retries={"max_attempts": 1}, connect_timeout=2, read_timeout=10, max_pool_connections=4)
         session = aws_session(region)
         self._iot = session.client("iot", endpoint_url=endpoint_url, config=config)
+        self._lookups = EndpointLookups(endpoint_url, region)
         self._forwarder = KinesisForwarder(
             kinesis=session.client("kinesis", endpoint_url=endpoint_url, config=config),
             sqs=session.client("sqs", endpoint_url=endpoint_url, config=config),
@@ -177,7 +227,8 @@ class RulesEngine:
         errors: dict[str, str] = {}
         for name in self._rule_names():
             try:
-                rules[name] = load_rule(name, self._iot.get_topic_rule(ruleName=name)["rule"])
+                answer = self._iot.get_topic_rule(ruleName=name)
+                rules[name] = load_rule(name, answer["rule"], answer.get("ruleArn"), self._lookups)
             except (UnsupportedSql, KeyError, TypeError) as exc:
                 errors[name] = str(exc)
         with self._lock:
@@ -257,17 +308,8 @@ class RulesEngine:
         self._connected.set()
 
     def _on_message(self, client: mqtt.Client, userdata: Any, msg: mqtt.MQTTMessage) -> None:
-        properties = getattr(msg, "properties", None)
-        sub_ids = set(getattr(properties, "SubscriptionIdentifier", None) or [])
-        client_ids = [
-            value for key, value in getattr(properties, "UserProperty", None) or [] if key == CLIENT_ID_PROPERTY
-        ]
-        message = Message(
-            topic=msg.topic,
-            payload=msg.payload,
-            received_at_ms=int(self._clock() * 1000),
-            client_id=client_ids[-1] if client_ids else None,
-        )
+        sub_ids = set(getattr(getattr(msg, "properties", None), "SubscriptionIdentifier", None) or [])
+        message = message_of(msg, int(self._clock() * 1000))
         with self._lock:
             # A copy per matching subscription may arrive: each copy runs only the rules of its own filters. The
             # topic check also guards against identifiers a previous run left in the persistent session.
@@ -279,7 +321,7 @@ class RulesEngine:
                 and (loaded.rule.topic_filter in filters or not sub_ids)
                 and topic_matches(loaded.rule.topic_filter, msg.topic)
             ]
-        selected = [(loaded, output) for loaded in rules if (output := self._evaluate(loaded, message)) is not None]
+        selected = [(loaded, result) for loaded in rules if (result := self._evaluate(loaded, message)) is not None]
         if not selected:
             client.ack(msg.mid, msg.qos)
             return
@@ -293,12 +335,12 @@ class RulesEngine:
             if last:
                 client.ack(msg.mid, msg.qos)
 
-        for loaded, output in selected:
+        for loaded, (output, partition_key) in selected:
             self._forwarder.submit(
                 Record(
                     rule_name=loaded.name,
                     stream=loaded.stream,
-                    partition_key=loaded.partition_key.render(message),
+                    partition_key=partition_key,
                     data=output,
                     message=message,
                     error_queue_url=loaded.error_queue_url,
@@ -306,21 +348,24 @@ class RulesEngine:
                 )
             )
 
-    def _evaluate(self, loaded: LoadedRule, message: Message) -> bytes | None:
+    def _evaluate(self, loaded: LoadedRule, message: Message) -> tuple[bytes, str] | None:
+        """The rule's output and the action's partition key (its template reads the incoming message)."""
         with self._lock:
             loaded.counts["matched"] += 1
         try:
-            output = loaded.rule.evaluate(message)
+            ctx = loaded.rule.context(message, loaded.environment)
+            output = loaded.rule.output(ctx)
+            result = None if output is None else (output, loaded.partition_key.render_in(ctx))
         except Exception as exc:  # one message must never stop the engine: paho's network thread would die
             level = logging.WARNING if isinstance(exc, SqlEvaluationError) else logging.ERROR
             LOG.log(level, "rule %s: message on %s not evaluated: %s", loaded.name, message.topic, exc)
             with self._lock:
                 loaded.counts["sql_errors"] += 1
             return None
-        if output is None:
+        if result is None:
             with self._lock:
                 loaded.counts["filtered"] += 1
-        return output
+        return result
 
 
 _COUNTS = ("matched", "filtered", "sql_errors", "forwarded", "error_action", "dropped")

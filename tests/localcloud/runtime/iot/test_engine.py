@@ -16,6 +16,8 @@ from typing import Any
 import paho.mqtt.client as mqtt
 import pytest
 from paho.mqtt.enums import CallbackAPIVersion
+from paho.mqtt.packettypes import PacketTypes
+from paho.mqtt.properties import Properties
 
 from localcloud.config import REPO_ROOT
 from localcloud.runtime.iot.engine import RuleLoadError, RulesEngine
@@ -332,3 +334,77 @@ def test_unsupported_sql_is_reported_not_skipped(cloud: Cloud, mqtt_broker: Any,
         assert engine.status()["load_errors"] == {}
     finally:
         engine.stop()
+
+
+def test_functions_see_the_publishers_mqtt5_properties_and_the_endpoints_services(
+    cloud: Cloud, mqtt_broker: Any
+) -> None:
+    """A rule reading what the broker knows about the publisher and what moto stores, from a real MQTT 5 publish."""
+    secret = f"iot-key-{cloud.tag}"
+    cloud.endpoint.client("secretsmanager").create_secret(Name=secret, SecretString='{"api": "k-1"}')
+    table = f"devices-{cloud.tag}"
+    dynamodb = cloud.endpoint.client("dynamodb")
+    dynamodb.create_table(TableName=table, KeySchema=[{"AttributeName": "id", "KeyType": "HASH"}],
+                          AttributeDefinitions=[{"AttributeName": "id", "AttributeType": "S"}],
+                          BillingMode="PAY_PER_REQUEST")  # fmt: skip
+    dynamodb.put_item(TableName=table, Item={"id": {"S": "dev-1"}, "site": {"S": "north"}, "limit": {"N": "-80.0"}})
+    thing = f"thing-{cloud.tag}"
+    cloud.iot.create_thing(thingName=thing)
+    cloud.endpoint.client("iot-data").update_thing_shadow(
+        thingName=thing, payload=json.dumps({"state": {"reported": {"mode": "eco"}}})
+    )
+    stream = cloud.stream()
+    rule = cloud.rule(
+        "SELECT get_mqtt_property('content_type') AS ct, get_mqtt_property('format_indicator') AS fi,"
+        " get_mqtt_property('response_topic') AS rt, get_mqtt_property('correlation_data') AS cd,"
+        " get_user_properties('site') AS sites, get_user_properties() AS all_props, clientid() AS client,"
+        " sourceip() AS ip, principal() AS who, traceid() AS trace, accountid() AS account, sql_version() AS v,"
+        " get_secret(" + f"'{secret}'" + ", 'SecretString', 'api', 'arn:aws:iam::123456789012:role/r') AS key,"
+        " get_dynamodb(" + f"'{table}'" + ", 'id', topic(2), 'arn:aws:iam::123456789012:role/r') AS device,"
+        " get_thing_shadow(" + f"'{thing}'" + ", 'arn:aws:iam::123456789012:role/r').state.reported.mode AS mode"
+        f" FROM 'props-{cloud.tag}/+' WHERE rss > -80.0",
+        stream,
+    )
+    failing = cloud.rule(
+        f"SELECT get_secret('missing-{cloud.tag}', 'SecretString', 'r') AS s FROM 'props-{cloud.tag}/+'", stream
+    )
+    engine = start_engine(cloud, mqtt_broker)
+    publisher = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=PUBLISHER_ID, protocol=mqtt.MQTTv5)
+    publisher.username_pw_set("device-user")
+    publisher.connect(mqtt_broker.host, mqtt_broker.port)
+    publisher.loop_start()
+    properties = Properties(PacketTypes.PUBLISH)
+    properties.ContentType = "application/json"
+    properties.PayloadFormatIndicator = 1
+    properties.ResponseTopic = "replies/dev-1"
+    properties.CorrelationData = b"\x01req-9"
+    properties.UserProperty = [("site", "north"), ("x-iotkpi-clientid", "spoofed"), ("site", "south")]
+    try:
+        publisher.publish(
+            f"props-{cloud.tag}/dev-1", json.dumps({"rss": -70}), qos=1, properties=properties
+        ).wait_for_publish(10)
+        wait_until(lambda: counts(engine, rule)["forwarded"] == 1, what="the record", state=engine.status)
+        wait_until(lambda: counts(engine, failing)["sql_errors"] == 1, what="the failing rule's error")
+    finally:
+        publisher.disconnect()
+        publisher.loop_stop()
+        engine.stop()
+    [(_, data)] = cloud.records(stream)
+    plugin = mqtt_broker.has_clientid_plugin
+    trace = data.pop("trace")
+    assert str(uuid.UUID(trace)) == trace
+    assert data == {
+        "ct": "application/json",
+        "fi": "UTF8_DATA",
+        "rt": "replies/dev-1",
+        "cd": "AXJlcS05",
+        "sites": ["north", "south"],
+        # The broker's own properties are not the publisher's: hidden from get_user_properties().
+        "all_props": [{"site": "north"}, {"site": "south"}],
+        **({"client": PUBLISHER_ID, "ip": "127.0.0.1", "who": "device-user"} if plugin else {}),
+        "account": "123456789012",
+        "v": "2016-03-23",
+        "key": "k-1",
+        "device": {"id": "dev-1", "site": "north", "limit": -80},
+        "mode": "eco",
+    }
