@@ -82,7 +82,13 @@ class Numbers:
         return self.decimal(Decimal(repr(value)))
 
     def parse(self, text: str) -> Any:
-        """A JSON number with a fraction or exponent."""
+        """A JSON number with a fraction or exponent (or a numeric string being converted)."""
+        if len(text) <= 34 and "e" not in text and "E" not in text:
+            # Fast path for what devices send (21.5, -103.60): exact as written, whole-ness read from the text.
+            whole, _, fraction = text.partition(".")
+            if self.whole_is_int and not fraction.strip("0"):
+                return int(whole or "0")  # ".0" is a valid SQL literal
+            return Decimal(text)
         try:
             return self.decimal(DECIMAL_CONTEXT.create_decimal(text))
         except DecimalException as exc:  # beyond 9.99..E999: no IoT SQL value can hold it

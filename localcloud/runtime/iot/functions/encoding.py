@@ -52,9 +52,11 @@ def _check_decode(args: tuple[Any, ...]) -> None:
             "decode(value, 'proto', ...): Protobuf decoding is not supported by the local rules engine"
         )
     require_literal("decode", "second", args[1], ("base64",))
+    if len(args) != 2:
+        raise UnsupportedSql(f"decode(value, 'base64') takes 2 arguments, got {len(args)}")
 
 
 FUNCTIONS = [
     Function("encode", _encode, 2, 2, since_2016=True, lazy=True, check=_check_encode),
-    Function("decode", _decode, 2, 2, since_2016=True, check=_check_decode),
+    Function("decode", _decode, 2, None, since_2016=True, check=_check_decode),  # 'proto' takes more: refused
 ]

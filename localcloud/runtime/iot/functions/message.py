@@ -31,7 +31,7 @@ def _topic(ctx: Context, level: Any = UNDEFINED) -> Any:
     topic = ctx.message.topic
     if level is UNDEFINED:
         return topic
-    index = to_int(level, ctx.numbers)
+    index = level if type(level) is int else to_int(level, ctx.numbers)
     if index is UNDEFINED:
         return UNDEFINED
     levels = topic.split("/")

@@ -22,8 +22,11 @@ DECIMALS = st.decimals(allow_nan=False, allow_infinity=False, places=None).filte
 
 
 def sql(number: int | Decimal) -> str:
-    """A number as SQL text: its own notation, parenthesised when negative."""
+    """A number as SQL text: its own notation (a Decimal always with a point or exponent, so that it is not read
+    as an Int), parenthesised when negative."""
     text = str(number)
+    if isinstance(number, Decimal) and not any(mark in text for mark in ".E"):
+        text += ".0"
     return f"({text})" if text.startswith("-") else text
 
 

@@ -233,3 +233,84 @@ def test_newuuid_template_renders_a_uuid() -> None:
 def test_bad_templates_are_rejected(template: str, reason: str) -> None:
     with pytest.raises(UnsupportedSql, match=reason):
         parse_template(template)
+
+
+V1 = "2015-10-08"
+
+
+@pytest.mark.parametrize(
+    ("sql", "version", "reason"),
+    [
+        ("SET @a = 1 SELECT @a AS a FROM 'a'", "2016-03-23", "the SET clause"),
+        ("SELECT @a AS a FROM 'a'", "2016-03-23", "variables \\(@a\\)"),
+        ("SELECT foo.bar AS bar.baz FROM 'topic/subtopic'", "2016-03-23", "dotted alias"),  # the JSON extensions page
+        ("SELECT machinelearning_predict('m', 'r', *) AS p FROM 'a'", "2016-03-23", "machinelearning_predict"),
+        ("SELECT decode(x, 'proto', 'b', 'k', 'f', 'm') AS p FROM 'a'", "2016-03-23", "Protobuf"),
+        ("SELECT decode(x, 'base64', 'y') AS p FROM 'a'", "2016-03-23", "takes 2 arguments"),
+        ("SELECT encode(x, 'hex') AS e FROM 'a'", "2016-03-23", "one of the literal strings 'base64'"),
+        ("SELECT encode(x, scheme) AS e FROM 'a'", "2016-03-23", "one of the literal strings 'base64'"),
+        ("SELECT get_mqtt_property('qos') AS q FROM 'a'", "2016-03-23", "'content_type', 'format_indicator'"),
+        ("SELECT get_registry_data(api, 'thing', 'role') AS r FROM 'a'", "2016-03-23", "registryAPI"),
+        ("SELECT get_dynamodb('t', 'k', v, 's', 'role') AS d FROM 'a'", "2016-03-23", "4 arguments, or 6"),
+        ("SELECT get_secret('s', 'Other', 'r') AS s FROM 'a'", "2016-03-23", "secretType"),
+        ("SELECT get_or_default(x, get_secret('s', 'SecretString', 'r')) AS v FROM 'a'", "2016-03-23", "default"),
+        ("SELECT regexp_matches(x, '\\p{Alpha}') AS m FROM 'a'", "2016-03-23", "cannot be run locally"),
+        ("SELECT regexp_matches(x, '[a-z&&[^e]]') AS m FROM 'a'", "2016-03-23", "cannot be run locally"),
+        ("SELECT regexp_matches(x, '(unclosed') AS m FROM 'a'", "2016-03-23", "cannot be run locally"),
+        ("SELECT parse_time('zzzz', 0) AS t FROM 'a'", "2016-03-23", "full time zone names"),
+        ("SELECT parse_time('yyyy-QQ', 0) AS t FROM 'a'", "2016-03-23", "not a Joda-Time format letter"),
+        ("SELECT time_to_epoch(x, 'yyyy[-MM]') AS t FROM 'a'", "2016-03-23", "optional sections"),
+        ("SELECT time_to_epoch(x, 'YYYY-ww') AS t FROM 'a'", "2016-03-23", "not supported for parsing"),
+        ("SELECT cast(x AS Float) AS f FROM 'a'", "2016-03-23", "a cast type"),
+        ("SELECT (SELECT a FROM 'x') AS n FROM 'a'", "2016-03-23", "a field of the message"),
+        ("SELECT VALUE a, b FROM 'a'", "2016-03-23", "expected 'FROM'"),
+        ("SELECT indexof(a, 'b') AS i FROM 'a'", V1, "indexof\\(\\) needs awsIotSqlVersion '2016-03-23'"),
+        ("SELECT sourceip() AS i FROM 'a'", V1, "sourceip\\(\\) needs"),
+        ("SELECT {'a': 1} AS o FROM 'a'", V1, "an object literal needs"),
+        ("SELECT [1] AS o FROM 'a'", V1, "an array literal needs"),
+        ("SELECT cast(a AS Decimal) AS d FROM 'a'", V1, "cast\\(... AS Decimal\\) needs"),
+        ("SELECT state.reported.x FROM 'a'", V1, "selecting a nested field or array element needs"),
+        ("SELECT readings[0] AS r FROM 'a'", V1, "selecting a nested field or array element needs"),
+    ],
+)
+def test_constructs_we_cannot_run_as_iot_core_does_are_refused_with_their_name(
+    sql: str, version: str, reason: str
+) -> None:
+    with pytest.raises(UnsupportedSql, match=reason):
+        parse_rule(sql, version)
+
+
+def test_2015_10_08_runs_what_it_documents() -> None:
+    rule = parse_rule(
+        "SELECT upper(name) AS n, seq * 1.0 AS s, cast(seq AS Double) AS d FROM '#' WHERE state.reported.level > 2", V1
+    )
+    assert rule.evaluate(message()) == b'{"n":"PUMP","s":12.0,"d":12.0}'
+
+
+@pytest.mark.parametrize(
+    ("select", "expected"),
+    [
+        ("CASE seq WHEN 12.0 THEN 'twelve' END AS c", {"c": "twelve"}),  # matched as `=` does: 12 = 12.0
+        ("CASE seq WHEN '12' THEN 'text' END AS c", {}),  # no match, no ELSE: Undefined
+        ("CASE nothing WHEN nothing THEN 1 ELSE 2 END AS c", {}),  # an Undefined value: Undefined
+        ("CASE name WHEN 'x' THEN 1 WHEN 'pump' THEN 2 WHEN 'pump' THEN 3 END AS c", {"c": 2}),
+        ("(SELECT level FROM state.reported) AS r", {"r": {"level": 3}}),  # over an object: its result
+        ("(SELECT VALUE x FROM readings) AS r", {"r": []}),  # elements are not objects: Undefined, left out
+        ("(SELECT * FROM readings WHERE 1 = 1) AS r", {"r": [10, 20, 30]}),
+        ("(SELECT a FROM name) AS r", {}),  # neither array nor object
+        ("get(readings, 0) + get(state, 'reported').level AS m", {"m": 13}),
+        ("[readings, seq][0][2] AS i", {"i": 30}),
+        ("{'s': state}.s.reported.color AS c", {"c": "red"}),
+        ("upper(get(state.reported, 'color')) AS u", {"u": "RED"}),
+        ("value AS v", {}),  # a field may be called value
+    ],
+)
+def test_case_literals_nested_queries_and_member_access(select: str, expected: dict[str, Any]) -> None:
+    assert run(f"SELECT {select} FROM '#'") == expected
+
+
+def test_select_value_and_a_field_called_value() -> None:
+    msg = message({"value": 7, "v": [1, 2]})
+    assert parse_rule("SELECT value FROM '#'").evaluate(msg) == b'{"value":7}'
+    assert parse_rule("SELECT VALUE value FROM '#'").evaluate(msg) == b"7"
+    assert parse_rule("SELECT VALUE v FROM '#' WHERE value > 9").evaluate(msg) is None
