@@ -26,6 +26,7 @@ import psycopg
 
 from localcloud.config import without_secrets
 from localcloud.errors import LocalCloudError
+from localcloud.servers.log_pump import start_log_pump
 from localcloud.servers.procs import free_port
 
 SUPERUSER = "postgres"
@@ -101,10 +102,14 @@ class PostgresCluster:
         argv = [str(self.bin_dir / tool), *args]
         return ["runuser", "-u", self.run_user, "--", *argv] if self.run_user else argv
 
-    def _check(self, tool: str, *args: str, timeout: float = 120) -> subprocess.CompletedProcess[str]:
+    def _check(
+        self, tool: str, *args: str, timeout: float = 120, stdout: int = subprocess.PIPE
+    ) -> subprocess.CompletedProcess[str]:
         # The server runs as another user, who could read its environment: none of our secrets in it.
         env = without_secrets(os.environ)
-        proc = subprocess.run(self._cmd(tool, *args), capture_output=True, text=True, timeout=timeout, env=env)
+        proc = subprocess.run(
+            self._cmd(tool, *args), stdout=stdout, stderr=subprocess.PIPE, text=True, timeout=timeout, env=env
+        )
         if proc.returncode != 0:
             raise PostgresError(f"{tool} {' '.join(args)} failed ({proc.returncode}): {proc.stderr.strip()}")
         return proc
@@ -218,11 +223,17 @@ class PostgresCluster:
             # TimescaleDB can only be loaded at server start. Its telemetry is on by default and would phone
             # home from every developer's and CI machine's cluster.
             options += ["-c shared_preload_libraries=timescaledb", "-c timescaledb.telemetry_level=off"]
-        self._check(
-            "pg_ctl", "-D", str(self.data_dir), "-l", str(self.log_file), "-w", "-t", str(int(timeout)),
-            "-o", " ".join(options), "start",
-            timeout=timeout + 10,
-        )  # fmt: skip
+        # Without -l, pg_ctl and the server write to pg_ctl's stdout: a log pump keeps server.log size-bounded.
+        read_end, write_end = os.pipe()
+        try:
+            start_log_pump(read_end, self.log_file)
+            self._check(
+                "pg_ctl", "-D", str(self.data_dir), "-w", "-t", str(int(timeout)), "-o", " ".join(options), "start",
+                timeout=timeout + 10, stdout=write_end,
+            )  # fmt: skip
+        finally:
+            os.close(read_end)
+            os.close(write_end)
 
     def stop(self, mode: str = "fast", timeout: float = 60) -> None:
         """Stop the server; mode "immediate" is a crash (no checkpoint), for fault tests."""

@@ -1,8 +1,9 @@
 """Starting, finding and stopping the local cloud's server processes.
 
-Each detached server gets a pid file under `<state>/run/<name>.pid` and a log under `<state>/logs/`.
-We only ever signal pids we recorded ourselves (never processes found by name), and always the whole
-process group, so a server's children go with it.
+Each detached server gets a pid file under `<state>/run/<name>.pid` and a log under `<state>/logs/`, written
+through a log pump that keeps it size-bounded (localcloud.servers.log_pump). We only ever signal pids we
+recorded ourselves (never processes found by name), and always the whole process group, so a server's
+children go with it; its pump then reads the end of the pipe and exits.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 from localcloud.errors import LocalCloudError
+from localcloud.servers.log_pump import start_log_pump
 
 
 class StartError(LocalCloudError):
@@ -86,19 +88,23 @@ class ProcessRegistry:
     def start(
         self, name: str, argv: Sequence[str], env: Mapping[str, str] | None = None, cwd: Path | None = None
     ) -> int:
-        """Start `argv` detached in its own session, output appended to its log; return its pid."""
+        """Start `argv` detached in its own session, output appended to its size-bounded log; return its pid."""
         self.run_dir.mkdir(parents=True, exist_ok=True)
-        self.logs_dir.mkdir(parents=True, exist_ok=True)
-        with self.log_file(name).open("ab") as log:
+        read_end, write_end = os.pipe()
+        try:
+            start_log_pump(read_end, self.log_file(name))
             proc = subprocess.Popen(
                 list(argv),
                 stdin=subprocess.DEVNULL,
-                stdout=log,
+                stdout=write_end,
                 stderr=subprocess.STDOUT,
                 env=dict(env) if env is not None else None,
                 cwd=cwd,
                 start_new_session=True,
             )
+        finally:  # the pump and the server hold their ends now: the pump sees end of file when the server is gone
+            os.close(read_end)
+            os.close(write_end)
         self.pid_file(name).write_text(f"{proc.pid}\n")
         return proc.pid
 

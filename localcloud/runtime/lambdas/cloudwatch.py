@@ -20,6 +20,7 @@ from botocore.config import Config
 from botocore.exceptions import BotoCoreError, ClientError
 
 from localcloud.config import aws_session
+from localcloud.servers.log_pump import RotatingLog, limits
 
 log = logging.getLogger(__name__)
 
@@ -102,12 +103,17 @@ class LogShipper:
                 self._put(log_group_name(function_name), stream, batch)
 
     def _append_file(self, function_name: str, events: list[LogEvent]) -> None:
+        lines = "".join(
+            f"{datetime.fromtimestamp(timestamp / 1000, UTC).isoformat(timespec='milliseconds')}\t{message}\n"
+            for timestamp, message in events
+        )
         try:
             self._log_dir.mkdir(parents=True, exist_ok=True)
-            with (self._log_dir / f"lambda-{function_name}.log").open("a", encoding="utf-8") as file:
-                for timestamp, message in events:
-                    stamp = datetime.fromtimestamp(timestamp / 1000, UTC).isoformat(timespec="milliseconds")
-                    file.write(f"{stamp}\t{message}\n")
+            file = RotatingLog(self._log_dir / f"lambda-{function_name}.log", *limits())  # size-bounded, as every log
+            try:
+                file.write(lines.encode("utf-8"))
+            finally:
+                file.close()
         except OSError:
             log.exception("cannot append to the Lambda log file in %s", self._log_dir)
 
