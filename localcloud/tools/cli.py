@@ -8,6 +8,7 @@
   fire      fire a schedule now
   invoke    invoke a function through the runtime; prints the result or error and the log tail
   restore   load an archived day back from S3 into the database
+  replay    re-drive the batches the ingest's event source mapping gave up on (its on-failure queue)
   demo      start a demo fleet (an hour of history, then live), run the KPI and alert jobs, show the results
   simulate  publish a simulated fleet's telemetry over the broker (seeded, with faults on demand)
   kpis      print the fleet KPI summary table
@@ -116,6 +117,12 @@ def cmd_restore(settings: Settings, args: argparse.Namespace) -> None:
     raise SystemExit(subprocess.run(command, cwd=FUNCTIONS_DIR, env=env).returncode)
 
 
+def cmd_replay(settings: Settings, args: argparse.Namespace) -> None:
+    from localcloud.tools.replay import run
+
+    raise SystemExit(run(settings, args.queue, args.limit, args.dry_run))
+
+
 def cmd_demo(settings: Settings, args: argparse.Namespace) -> None:
     from localcloud.tools.demo import run_demo
 
@@ -164,6 +171,15 @@ def build_parser() -> argparse.ArgumentParser:
     restore.add_argument("--day", required=True, help="the UTC day, YYYY-MM-DD")
     restore.add_argument("--bucket", help="archive bucket (default: ARCHIVE_BUCKET from the env file)")
     restore.set_defaults(func=cmd_restore)
+    replay = commands.add_parser("replay", help="re-drive the ingest's failed batches from the stream (AWS or local)")
+    replay.add_argument(
+        "--queue",
+        help="URL of the on-failure queue (terraform output queue_urls: ingest_dlq); default INGEST_DLQ_URL, then "
+        "the local cloud's. Against AWS: credentials and AWS_REGION as for the AWS CLI",
+    )
+    replay.add_argument("--max", type=int, dest="limit", help="replay at most this many on-failure records")
+    replay.add_argument("--dry-run", action="store_true", help="read the ranges back; invoke and delete nothing")
+    replay.set_defaults(func=cmd_replay)
     commands.add_parser("runtime", help="run the runtime in the foreground").set_defaults(func=cmd_runtime)
     demo = commands.add_parser("demo", help="a demo fleet: history, live telemetry, KPIs and alerts in a minute")
     demo_arguments(demo)
