@@ -3,7 +3,7 @@
   up        start moto, mosquitto, PostgreSQL and the runtime (reusing what already runs), migrate the
             database, deploy the stack, write the env file
   down      stop everything `up` started (only pids we recorded)
-  status    components, ESM positions/lag per shard, schedules, recent invocations
+  status    components, the state folder's size, ESM positions/lag per shard, schedules, recent invocations
   deploy    redeploy the stack (and make the runtime re-read rules and schedules)
   fire      fire a schedule now
   invoke    invoke a function through the runtime; prints the result or error and the log tail
@@ -44,17 +44,37 @@ def cmd_down(settings: Settings, _args: argparse.Namespace) -> None:
 
 
 def cmd_status(settings: Settings, args: argparse.Namespace) -> None:
-    from localcloud.lifecycle.status import component_rows, runtime_status
+    from localcloud.lifecycle.status import component_rows, runtime_status, state_usage
 
-    rows, runtime = component_rows(settings), runtime_status(settings)
+    rows, runtime, state = component_rows(settings), runtime_status(settings), state_usage(settings)
     if args.json:
-        print(json.dumps({"components": rows, "runtime": runtime}, indent=2, default=str))
+        print(json.dumps({"components": rows, "runtime": runtime, "state": state}, indent=2, default=str))
         return
     print(f"{'component':<12}{'pid':>8}{'port':>8}  state")
     for row in rows:
         print(f"{row['name']:<12}{row['pid'] or '-':>8}{row['port']:>8}  {'up' if row['up'] else 'down'}")
+    print_state_usage(state)
     if runtime:
         print_runtime_status(runtime)
+
+
+def human_bytes(count: float) -> str:
+    """1,234 B, 12.3 kB, 4.5 MB, 1.2 GB (powers of 1,000, as `df -H`)."""
+    if count < 1000:
+        return f"{count:,.0f} B"
+    for unit in ("kB", "MB"):
+        count /= 1000
+        if count < 1000:
+            return f"{count:.1f} {unit}"
+    return f"{count / 1000:,.1f} GB"
+
+
+def print_state_usage(state: dict[str, Any]) -> None:
+    largest = sorted(state["parts"].items(), key=lambda part: -part[1])
+    detail = ", ".join(f"{name} {human_bytes(size)}" for name, size in largest if size)
+    print(f"\nstate folder {state['path']}: {human_bytes(state['bytes'])}" + (f" ({detail})" if detail else ""))
+    for name, place in state["elsewhere"].items():
+        print(f"  {name} data in {place['path']}: {human_bytes(place['bytes'])}")
 
 
 def print_runtime_status(status: dict[str, Any]) -> None:
@@ -156,7 +176,7 @@ def build_parser() -> argparse.ArgumentParser:
     commands = parser.add_subparsers(dest="command", required=True)
     commands.add_parser("up", help="start everything and deploy the stack (idempotent)").set_defaults(func=cmd_up)
     commands.add_parser("down", help="stop everything up started").set_defaults(func=cmd_down)
-    status = commands.add_parser("status", help="components, ESM lag, schedules, recent invocations")
+    status = commands.add_parser("status", help="components, state size, ESM lag, schedules, recent invocations")
     status.add_argument("--json", action="store_true", help="machine-readable output")
     status.set_defaults(func=cmd_status)
     commands.add_parser("deploy", help="redeploy the stack").set_defaults(func=cmd_deploy)
