@@ -25,8 +25,8 @@ def config(code_root: Path, **environment: str) -> FunctionConfig:
 @pytest.fixture
 def folders(tmp_path: Path) -> dict[str, Path]:
     """A trusted root with a function folder and a shared library folder, and a folder outside it."""
-    named = {name: tmp_path / path for name, path in
-             {"root": "trusted", "code": "trusted/fn", "libs": "trusted/libs", "outside": "elsewhere"}.items()}  # fmt: skip
+    layout = {"root": "trusted", "code": "trusted/fn", "libs": "trusted/libs", "outside": "elsewhere"}
+    named = {name: tmp_path / path for name, path in layout.items()}
     for folder in named.values():
         folder.mkdir(parents=True, exist_ok=True)
     return named
