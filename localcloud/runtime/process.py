@@ -1,7 +1,8 @@
 """The runtime: one long-running process hosting the parts of the local cloud that *execute* things.
 
 LambdaInvoker (runs handlers), EventSourceMappingPoller (Kinesis → Lambda), RulesEngine (MQTT → IoT SQL →
-Kinesis), Scheduler (EventBridge rules / Scheduler schedules → Lambda), and a control HTTP server on
+Kinesis; RuleWatcher makes rule changes on the endpoint live within seconds), Scheduler (EventBridge rules /
+Scheduler schedules → Lambda), and a control HTTP server on
 127.0.0.1:<control_port>. Every request needs `Authorization: Bearer <LOCALCLOUD_CONTROL_TOKEN>` (401 otherwise;
 `up` keeps the token in the env file, readable by its owner only) and a loopback `Host`, and a browser's
 `Origin`/`Referer` must be loopback (403 otherwise: no web page, even one rebinding its name to 127.0.0.1):
@@ -10,7 +11,8 @@ Kinesis), Scheduler (EventBridge rules / Scheduler schedules → Lambda), and a 
   POST /invoke/{function}       body = the event; X-Invocation-Type RequestResponse (default) | Event | DryRun
                                 (the contract moto's patched Invoke forwards to; see moto_patches)
   POST /schedules/{name}/fire   fire a rule or schedule now
-  POST /reload                  re-read topic rules and schedules now (after a redeploy)
+  POST /reload                  re-read topic rules and schedules now (each also re-reads them on its own
+                                within seconds)
 
 Run in the foreground with `python -m localcloud runtime`; `localcloud up` starts it detached.
 SIGTERM/SIGINT stop every component and exit.
@@ -30,10 +32,11 @@ from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
-from localcloud.config import CONTROL_TOKEN_ENV, Settings, control_token
+from localcloud.config import CONTROL_TOKEN_ENV, Settings, aws_session, control_token
 from localcloud.errors import LocalCloudError
 from localcloud.runtime.esm import EventSourceMappingPoller
 from localcloud.runtime.iot.engine import RulesEngine
+from localcloud.runtime.iot.rule_watcher import RuleWatcher
 from localcloud.runtime.lambdas.invoker import FunctionConfigError, FunctionNotFoundError, LambdaInvoker, ThrottledError
 from localcloud.runtime.scheduler.scheduler import Scheduler, UnknownScheduleError, function_name_from_arn
 from localcloud.servers.request_guard import has_bearer_token, refusal
@@ -78,6 +81,9 @@ class Runtime:
             endpoint, region, self.invoker, settings.state_dir / "esm-checkpoints.json"
         )
         self.rules_engine = RulesEngine(endpoint, region, settings.mqtt_host, settings.mqtt_port)
+        iot = aws_session(region).client("iot", endpoint_url=endpoint)
+        self._rules_reloading = threading.Lock()  # the watcher's thread and POST /reload
+        self.rule_watcher = RuleWatcher(iot, self.reload_rules)
         self.scheduler = Scheduler(endpoint, region, self.invoker)
         self._async_invocations = ThreadPoolExecutor(8, thread_name_prefix="invoke-event")
         self._server = ThreadingHTTPServer(("127.0.0.1", settings.control_port), _handler_for(self, control_token))
@@ -87,6 +93,7 @@ class Runtime:
 
     def start(self) -> None:
         self.poller.start()
+        self.rule_watcher.start()  # before the engine loads the rules: a change in between is not missed
         self.rules_engine.start()
         self.scheduler.start()
 
@@ -105,6 +112,7 @@ class Runtime:
             self._server.shutdown()
             for name, stop in (
                 ("scheduler", self.scheduler.stop),
+                ("rule watcher", self.rule_watcher.stop),
                 ("rules engine", self.rules_engine.stop),
                 ("stream drain", self.drain),
                 ("event source mapping poller", self.poller.stop),
@@ -136,8 +144,12 @@ class Runtime:
             time.sleep(DRAIN_POLL_S)
         log.info("streams drained")
 
+    def reload_rules(self) -> None:
+        with self._rules_reloading:
+            self.rules_engine.reload()
+
     def reload(self) -> None:
-        self.rules_engine.reload()
+        self.reload_rules()
         self.scheduler.refresh()
 
     def status(self) -> dict[str, Any]:
