@@ -51,6 +51,10 @@ def reload_rules(cloud: LocalCloud) -> None:
     assert answer.status_code == 200, answer.text
 
 
+def rule_counts(cloud: LocalCloud, rule: str) -> dict[str, int]:
+    return cloud.status()["runtime"]["rules_engine"]["rules"][rule]
+
+
 def records(kinesis: Any, stream: str) -> list[tuple[str, dict[str, Any]]]:
     iterator = kinesis.get_shard_iterator(
         StreamName=stream, ShardId="shardId-000000000000", ShardIteratorType="TRIM_HORIZON"
@@ -85,9 +89,15 @@ def test_an_api_created_rule_with_functions_routes_real_publishes_into_kinesis(l
         "sql": sql, "awsIotSqlVersion": "2016-03-23", "ruleDisabled": False,
         "actions": [{"kinesis": {"streamName": stream, "partitionKey": "${lower(topic(2))}-${seq % 2}", "roleArn": ROLE}}],
     })  # fmt: skip
+    # IoT Core stops waiting for a rule's Lambda call after 2 seconds: the rule then performs no action.
+    slow_sql = f"SELECT aws_lambda('{function_arn}', {{'action': 'sleep', 'seconds': 3}}) AS r FROM 'iotsql-{tag}/slow'"
+    iot.create_topic_rule(ruleName=f"{rule}_slow", topicRulePayload={
+        "sql": slow_sql, "awsIotSqlVersion": "2016-03-23",
+        "actions": [{"kinesis": {"streamName": stream, "partitionKey": "slow", "roleArn": ROLE}}],
+    })  # fmt: skip
     reload_rules(local_cloud)
     engine = local_cloud.status()["runtime"]["rules_engine"]
-    assert rule in engine["rules"] and rule not in engine["load_errors"], engine
+    assert {rule, f"{rule}_slow"} <= set(engine["rules"]) and not {rule, f"{rule}_slow"} & set(engine["load_errors"])
     settings = local_cloud.settings
     publisher = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=f"sensor-{tag}", protocol=mqtt.MQTTv5)
     publisher.connect(settings["MQTT_HOST"], int(settings["MQTT_PORT"]))
@@ -104,11 +114,16 @@ def test_an_api_created_rule_with_functions_routes_real_publishes_into_kinesis(l
         ):
             publisher.publish(topic, json.dumps(payload), qos=1, properties=properties).wait_for_publish(10)
         found = wait_until(lambda: records(kinesis, stream), timeout=30, what="the rule's record in the stream")
+        publisher.publish(f"iotsql-{tag}/slow", b"{}", qos=1).wait_for_publish(10)
+        wait_until(lambda: rule_counts(local_cloud, f"{rule}_slow")["sql_errors"] == 1, timeout=30,
+                   what="the slow Lambda call to fail the rule")  # fmt: skip
     finally:
         publisher.disconnect()
         publisher.loop_stop()
-        iot.delete_topic_rule(ruleName=rule)
+        for name in (rule, f"{rule}_slow"):
+            iot.delete_topic_rule(ruleName=name)
         reload_rules(local_cloud)
+    assert len(records(kinesis, stream)) == 1
     assert found == [
         (
             "dev-7-1",

@@ -13,8 +13,8 @@ as Python values, JSON in and out, and the number rules of the two SQL versions.
 | Undefined | UNDEFINED (never serialised: left out of objects, an empty payload on its own)           |
 
 SQL 2016-03-23 processes whole numbers such as `10.0` as Int `10` (the data types page says so); 2015-10-08
-keeps them Decimal. `Numbers` is that rule for one version; every number a rule reads or computes goes through
-`Numbers.decimal()` so the rule holds everywhere: payload values, literals, operators and function results.
+keeps them Decimal. `Numbers` is that rule for one version; every number a rule reads or computes is made by it, so
+the rule holds everywhere: payload values, literals, operators and function results.
 """
 
 from __future__ import annotations
@@ -93,29 +93,6 @@ class Numbers:
             return self.decimal(DECIMAL_CONTEXT.create_decimal(text))
         except DecimalException as exc:  # beyond 9.99..E999: no IoT SQL value can hold it
             raise ValueError(f"{text} is outside IoT SQL's Decimal range") from exc
-
-
-def is_number(value: Any) -> bool:
-    kind = type(value)
-    return kind is int or kind is Decimal
-
-
-def type_name(value: Any) -> str:
-    """The IoT SQL type name of a value (for messages and the operators' tables)."""
-    if value is UNDEFINED:
-        return "Undefined"
-    return _TYPE_NAMES.get(type(value), type(value).__name__)
-
-
-_TYPE_NAMES = {
-    int: "Int",
-    Decimal: "Decimal",
-    bool: "Boolean",
-    str: "String",
-    list: "Array",
-    dict: "Object",
-    type(None): "Null",
-}
 
 
 # -- JSON in -----------------------------------------------------------------------------------------------------
