@@ -12,9 +12,9 @@ from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+from localcloud.config import REPO_ROOT
 from localcloud.tools.grafana.expand import ALL, Interval, TimeRange, Variable, calculate_interval, expand
 
-REPO_ROOT = Path(__file__).resolve().parents[2]
 DASHBOARDS_DIR = REPO_ROOT / "grafana" / "dashboards"
 DEFAULT_MAX_DATA_POINTS = 1000  # Grafana uses the panel's width in pixels; a wide panel on a laptop screen
 DATASOURCE_MIN_INTERVAL = "1m"  # jsonData.timeInterval of the provisioned data source
