@@ -497,7 +497,7 @@ class Template:
 
 
 def parse_template(text: str, version: str = SQL_2016) -> Template:
-    numbers = _NUMBERS[version] if version in _NUMBERS else _NUMBERS[SQL_2016]
+    numbers = _NUMBERS[version]
     parts: list[str | Any] = []
     position = 0
     for match in _TEMPLATE.finditer(text):

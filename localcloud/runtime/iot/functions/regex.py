@@ -2,10 +2,11 @@
 (https://docs.aws.amazon.com/iot/latest/developerguide/iot-sql-functions.html#iot-func-regex-matches).
 
 IoT Core uses Java regular expressions; Python's `re` runs them after a translation of the syntax that differs:
-named groups `(?<name>...)`, `\\Q...\\E` quoting, `\\z`/`\\Z`, and ASCII-only `\\d \\w \\s` and case folding (Java's
-defaults). Java constructs Python has no equivalent for (`\\p{...}` classes, class intersection `&&`, ...) make
-the pattern invalid: a literal pattern is refused when the rule loads, a computed one gives Undefined, as an
-invalid pattern does on IoT Core. Replacements use Java's syntax: `$n`, `${name}`, `\\` escapes the next character.
+named groups `(?<name>...)` and back references `\\k<name>`, `\\Q...\\E` quoting, `\\z`/`\\Z`, and ASCII-only
+`\\d \\w \\s` and case folding (Java's defaults). Java constructs Python has no equivalent for (`\\p{...}` classes,
+class intersections `&&`, nested classes, ...) make the pattern invalid: a literal pattern is refused when the
+rule loads, a computed one gives Undefined, as an invalid pattern does on IoT Core. Replacements use Java's
+syntax: `$n`, `${name}`, `\\` escapes the next character.
 """
 
 from __future__ import annotations
@@ -29,9 +30,11 @@ class InvalidPattern(ValueError):
 
 
 def _translate(pattern: str) -> str:
-    if _JAVA_ONLY.search(pattern):
-        raise InvalidPattern(f"Java regex construct {_JAVA_ONLY.search(pattern).group()!r} has no Python equivalent")  # type: ignore[union-attr]
-    out, index = [], 0
+    """The Java pattern in Python's syntax."""
+    java_only = _JAVA_ONLY.search(pattern)
+    if java_only:
+        raise InvalidPattern(f"Java regex construct {java_only.group()!r} has no Python equivalent")
+    out, index, in_class = [], 0, False
     while index < len(pattern):
         char = pattern[index]
         if pattern.startswith("\\Q", index):
@@ -40,12 +43,30 @@ def _translate(pattern: str) -> str:
             out.append(re.escape(pattern[index + 2 : end]))
             index = end + 2
             continue
+        if pattern.startswith("\\k<", index) and ">" in pattern[index:]:
+            end = pattern.index(">", index)
+            out.append(f"(?P={pattern[index + 3 : end]})")  # a named back reference
+            index = end + 1
+            continue
         if char == "\\" and index + 1 < len(pattern):
             escaped = pattern[index + 1]
             out.append({"z": r"\Z", "Z": r"(?=\n?\Z)"}.get(escaped, pattern[index : index + 2]))
             index += 2
             continue
-        if pattern.startswith("(?<", index) and not pattern.startswith(("(?<=", "(?<!"), index):
+        if in_class and char == "[":
+            raise InvalidPattern("nested character classes (a union in Java) have no Python equivalent")
+        if char == "[" and not in_class:
+            in_class = True
+            # A ']' right after '[' or '[^' is a literal in both dialects, not the end of the class.
+            opening = 2 if pattern.startswith("[^", index) else 1
+            if pattern.startswith("]", index + opening):
+                opening += 1
+            out.append(pattern[index : index + opening])
+            index += opening
+            continue
+        if char == "]":
+            in_class = False
+        if not in_class and pattern.startswith("(?<", index) and not pattern.startswith(("(?<=", "(?<!"), index):
             out.append("(?P<")
             index += 3
             continue

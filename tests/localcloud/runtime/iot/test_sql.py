@@ -257,6 +257,7 @@ V1 = "2015-10-08"
         ("SELECT regexp_matches(x, '\\p{Alpha}') AS m FROM 'a'", "2016-03-23", "cannot be run locally"),
         ("SELECT regexp_matches(x, '[a-z&&[^e]]') AS m FROM 'a'", "2016-03-23", "cannot be run locally"),
         ("SELECT regexp_matches(x, '(unclosed') AS m FROM 'a'", "2016-03-23", "cannot be run locally"),
+        ("SELECT regexp_matches(x, '[a[bc]]') AS m FROM 'a'", "2016-03-23", "cannot be run locally"),  # Java: a union
         ("SELECT parse_time('zzzz', 0) AS t FROM 'a'", "2016-03-23", "full time zone names"),
         ("SELECT parse_time('yyyy-QQ', 0) AS t FROM 'a'", "2016-03-23", "not a Joda-Time format letter"),
         ("SELECT time_to_epoch(x, 'yyyy[-MM]') AS t FROM 'a'", "2016-03-23", "optional sections"),

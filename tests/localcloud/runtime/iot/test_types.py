@@ -291,6 +291,9 @@ def test_string_functions_give_undefined_for_null_and_undefined(expression: str)
         ("encode(obj, 'base64')", '"eyJrIjoidiJ9"'),
         ("regexp_replace('a-b', '(?<x>[a-z])', '${x}$0\\$')", '"aa$-bb$"'),  # ${name}, $n, \\$ a literal $
         ("regexp_replace('a-b', 'a', '$')", None),  # a lone $ is an illegal group reference in Java
+        ("regexp_matches('xx', '(?<c>x)\\k<c>')", "true"),  # a Java named back reference
+        ("regexp_matches('a]', '[]a]+')", "true"),
+        ("regexp_matches('[', '\\Q[\\E')", "true"),
         ("regexp_replace('ab', 'b', '$2')", None),  # no group 2
         ("regexp_substr('abc', 'x')", None),
         ("parse_time('yyyy-MM-dd HH:mm:ss.SSS Z', 1700000000123, '+05:30')", '"2023-11-15 03:43:20.123 +0530"'),
