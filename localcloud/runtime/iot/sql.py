@@ -322,8 +322,12 @@ class _Parser:
         kind, text, _ = self._peek()
         if kind == "num":
             self._take()
-            is_decimal = any(c in text for c in ".eE")
-            return Literal(self.numbers.parse(text) if is_decimal else self.numbers.int(int(text)))
+            if not any(c in text for c in ".eE"):
+                return Literal(self.numbers.int(int(text)))
+            try:
+                return Literal(self.numbers.parse(text))
+            except ValueError as exc:
+                raise UnsupportedSql(f"{exc} (in {self.text!r})") from exc
         if kind == "str":
             self._take()
             return Literal(_unquote(text))

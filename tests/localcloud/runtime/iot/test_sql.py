@@ -265,6 +265,7 @@ V1 = "2015-10-08"
         ("SELECT cast(x AS Float) AS f FROM 'a'", "2016-03-23", "a cast type"),
         ("SELECT (SELECT a FROM 'x') AS n FROM 'a'", "2016-03-23", "a field of the message"),
         ("SELECT VALUE a, b FROM 'a'", "2016-03-23", "expected 'FROM'"),
+        ("SELECT 1e1000 AS n FROM 'a'", "2016-03-23", "1e1000 is outside IoT SQL's Decimal range"),
         ("SELECT indexof(a, 'b') AS i FROM 'a'", V1, "indexof\\(\\) needs awsIotSqlVersion '2016-03-23'"),
         ("SELECT sourceip() AS i FROM 'a'", V1, "sourceip\\(\\) needs"),
         ("SELECT {'a': 1} AS o FROM 'a'", V1, "an object literal needs"),
