@@ -154,9 +154,9 @@ def _check_dynamodb(args: tuple[Any, ...]) -> None:
 def _aws_lambda(ctx: Context, function_arn: Any, input_json: Any) -> Any:
     if input_json is UNDEFINED:
         raise SqlEvaluationError("aws_lambda(): the input is Undefined")
+    arn = _text("aws_lambda", "functionArn", function_arn)
     try:
-        answer = _lookups(ctx, "aws_lambda").invoke_lambda(_text("aws_lambda", "functionArn", function_arn),
-                                                           to_json(input_json))  # fmt: skip
+        answer = _lookups(ctx, "aws_lambda").invoke_lambda(arn, to_json(input_json))
     except LookupFailed as exc:
         raise SqlEvaluationError(f"aws_lambda(): {exc}") from exc
     parsed = parse_json(answer, ctx.numbers)
