@@ -12,7 +12,8 @@ TF_DIR := infrastructure/terraform
 .PHONY: help deps os-deps local-up local-down local-status local-test test lint bench migrate package deploy clean
 
 help:
-	@echo "make local-up     start the docker-free local cloud and deploy the stack (writes .local/env)"
+	@echo "make local-up     start the docker-free local cloud and deploy the stack (writes .local/env);"
+	@echo "                  DEPLOY=terraform deploys it with terraform apply, DEMO=0 skips the demo fleet"
 	@echo "make local-down   stop everything local-up started"
 	@echo "make local-status components, ESM positions/lag, recent invocations"
 	@echo "make local-test   the end-to-end tests only (MQTT in -> DB/S3/SNS out)"
@@ -59,9 +60,11 @@ os-deps: $(STAMP)
 deps: os-deps
 
 # DEMO=0 skips the demo fleet (history, live telemetry, KPIs and alerts; see `localcloud demo`).
+# DEPLOY=terraform deploys with `terraform apply` of $(TF_DIR) instead of the boto3 deployer (LOCALCLOUD_DEPLOY).
 DEMO ?= 1
+DEPLOY ?=
 local-up: deps
-	$(BIN)/localcloud up
+	$(BIN)/localcloud up $(if $(DEPLOY),--deploy $(DEPLOY))
 	$(if $(filter 0,$(DEMO)),,$(BIN)/localcloud demo)
 
 local-down: $(STAMP)

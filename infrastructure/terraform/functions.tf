@@ -1,12 +1,15 @@
-# The Lambda functions of stack.yaml, one zip each from `make package` (build/lambda/<function>.zip).
+# The Lambda functions of stack.yaml, one zip each from `make package` (build/lambda/<function>.zip); on a local
+# cloud, the folder of its packages in the working tree, by LocalStack's hot-reload convention (lambda_hot_reload_root).
 resource "aws_lambda_function" "stack" {
   # checkov:skip=CKV_AWS_272:Code signing needs an AWS Signer profile the project does not manage; zips are built reproducibly by make package.
   for_each = local.functions
 
   function_name                  = "${local.prefix}-${each.key}"
   role                           = aws_iam_role.function[each.key].arn
-  filename                       = "${local.package_dir}/${each.key}.zip"
-  source_code_hash               = filebase64sha256("${local.package_dir}/${each.key}.zip")
+  filename                       = var.lambda_hot_reload_root == null ? "${local.package_dir}/${each.key}.zip" : null
+  source_code_hash               = var.lambda_hot_reload_root == null ? filebase64sha256("${local.package_dir}/${each.key}.zip") : null
+  s3_bucket                      = var.lambda_hot_reload_root == null ? null : "hot-reload"
+  s3_key                         = var.lambda_hot_reload_root == null ? null : "${var.lambda_hot_reload_root}/${dirname(each.value.packages[0])}"
   handler                        = each.value.handler
   runtime                        = each.value.runtime
   architectures                  = ["x86_64"]

@@ -26,6 +26,17 @@ variable "package_dir" {
   default     = null
 }
 
+variable "lambda_hot_reload_root" {
+  description = "Local clouds only (the docker-free local cloud, LocalStack): absolute path of the folder stack.yaml's function packages are relative to (the repository). Each function is then deployed with LocalStack's hot-reload convention (s3_bucket \"hot-reload\", s3_key the folder holding its packages) and runs the working tree's code; no zip is read. Null, the default and the value for AWS, deploys the zips of package_dir."
+  type        = string
+  default     = null
+
+  validation {
+    condition     = var.lambda_hot_reload_root == null || startswith(coalesce(var.lambda_hot_reload_root, "/"), "/")
+    error_message = "lambda_hot_reload_root must be an absolute path."
+  }
+}
+
 variable "stream_mode" {
   description = "Override of stream.mode from stack.yaml for this deployment: PROVISIONED (shard_count from stack.yaml) or ON_DEMAND. Null keeps the stack.yaml value."
   type        = string
@@ -120,6 +131,12 @@ variable "lambda_security_group_ids" {
     condition     = length(var.lambda_security_group_ids) == 0 || alltrue([for id in var.lambda_security_group_ids : can(regex("^sg-[0-9a-f]+$", id))])
     error_message = "lambda_security_group_ids must be security group ids (sg-...)."
   }
+}
+
+variable "lambda_subnets_have_nat" {
+  description = "Set true when lambda_subnet_ids already route to the internet through a NAT gateway or instance you manage: the module then creates no VPC endpoints for the functions (without either, functions in private subnets cannot reach Secrets Manager, SQS, SNS, S3 or KMS)."
+  type        = bool
+  default     = false
 }
 
 variable "log_retention_days" {

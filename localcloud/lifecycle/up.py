@@ -27,14 +27,19 @@ from localcloud.lifecycle.components import (
     mqtt_address,
     registry_for,
 )
-from localcloud.lifecycle.deploy import deploy
+from localcloud.lifecycle.deploy import BOTO3, TERRAFORM, check_deployer, deploy
 from localcloud.progress import step
 from localcloud.runtime.client import control_url, runtime_request, wait_for_runtime
 from localcloud.servers.procs import ProcessRegistry
 
 
-def up(settings: Settings) -> None:
+def up(settings: Settings, deploy_with: str = BOTO3) -> None:
     started = time.monotonic()
+    check_deployer(deploy_with)
+    if deploy_with == TERRAFORM:
+        from localcloud.lifecycle.terraform import terraform_binary
+
+        terraform_binary()  # before anything starts: without it, say what to install
     settings.state_dir.mkdir(parents=True, exist_ok=True)
     registry = registry_for(settings)
     flavour = requested_db_flavour()
@@ -56,7 +61,7 @@ def up(settings: Settings) -> None:
     database_url = ensure_database(settings, flavour)
     run_migrations(database_url, flavour)
     grafana = grafana_login(database_url, read_env_file(settings.env_file).get("GRAFANA_DB_PASSWORD"))
-    outputs = deploy(settings, database_url)
+    outputs = deploy(settings, database_url, deploy_with)
     runtime_env = {**base_env, "MQTT_HOST": mqtt_host, "MQTT_PORT": str(mqtt_port), CONTROL_TOKEN_ENV: token}
     runtime_env["LOCALCLOUD_CONTROL_PORT"] = str(settings.control_port)
     argv = [sys.executable, "-m", "localcloud", "runtime"]

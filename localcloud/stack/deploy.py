@@ -1,26 +1,26 @@
 """Deploy the stack definition to an AWS endpoint (our moto server, LocalStack, ...). Idempotent.
 
 Every step reads what exists first and creates or updates in place, so a second run changes only what the
-stack file changed and never duplicates a resource. Lambda code is an in-memory zip of the function's
-packages (package.code_zip, the zip builder of `make package`); the tag `localcloud:code-root` tells the
-local invoker which folder plays the zip root, so the invoker runs the working tree's code rather than
-unpacking zips.
+stack file changed and never duplicates a resource. Function code follows LocalStack's hot-reload convention,
+as the Terraform module does on a local cloud: `S3Bucket="hot-reload"`, `S3Key=<absolute folder that plays the
+zip root>`, so the invoker runs the working tree's code. The functions find the database as on AWS: the secret
+`<project>-database` (JSON host, port, username, password, dbname) named by DB_SECRET_ARN, never a connection
+string in their configuration.
 """
 
 from __future__ import annotations
 
 import json
-from collections.abc import Callable
-from pathlib import Path
+from collections.abc import Callable, Mapping
 from typing import Any
 
 from botocore.exceptions import ClientError
 
-from localcloud.config import REPO_ROOT, aws_session
+from localcloud.config import aws_session
+from localcloud.servers.moto_patches.awslambda_deploy import hot_reload_code
 from localcloud.stack.model import FunctionSpec, KinesisTrigger, Stack
-from localcloud.stack.package import code_zip
 
-CODE_ROOT_TAG = "localcloud:code-root"
+DATABASE_SECRET_NAME_SUFFIX = "database"  # noqa: S105 (a name) -- as Terraform names it: <prefix>-database
 ROLE_SUFFIX = "local-role"
 _TRUSTED_SERVICES = ["lambda.amazonaws.com", "iot.amazonaws.com", "scheduler.amazonaws.com"]
 
@@ -32,11 +32,10 @@ def queue_output_name(key: str) -> str:
 
 
 class StackDeployer:
-    def __init__(self, stack: Stack, endpoint_url: str, region: str, database_url: str, repo_root: Path) -> None:
+    def __init__(self, stack: Stack, endpoint_url: str, region: str, database_secret: Mapping[str, Any]) -> None:
         self.stack = stack
         self.region = region
-        self.database_url = database_url
-        self.repo_root = repo_root
+        self.database_secret = database_secret
         session = aws_session(region)
         self._client: Callable[[str], Any] = lambda service: session.client(service, endpoint_url=endpoint_url)
         self.outputs: dict[str, str] = {}
@@ -46,7 +45,8 @@ class StackDeployer:
         role_arn = self._role()
         progress("Kinesis stream")
         self._stream()
-        progress("SQS queues, S3 bucket, SNS topic, queue alarms")
+        progress("database secret, SQS queues, S3 bucket, SNS topic, queue alarms")
+        self._secret()
         self._queues()
         self._bucket()
         self._topic()
@@ -102,6 +102,18 @@ class StackDeployer:
         self.outputs["TELEMETRY_STREAM_NAME"] = name
         self.outputs["TELEMETRY_STREAM_ARN"] = summary["StreamARN"]
 
+    def _secret(self) -> None:
+        secrets = self._client("secretsmanager")
+        name = self.stack.resource_name(DATABASE_SECRET_NAME_SUFFIX)
+        value = json.dumps(dict(self.database_secret))
+        try:
+            arn = secrets.describe_secret(SecretId=name)["ARN"]
+            if secrets.get_secret_value(SecretId=arn)["SecretString"] != value:  # a new version only on change
+                secrets.put_secret_value(SecretId=arn, SecretString=value)
+        except secrets.exceptions.ResourceNotFoundException:
+            arn = secrets.create_secret(Name=name, SecretString=value)["ARN"]
+        self.outputs["DB_SECRET_ARN"] = arn
+
     def _queues(self) -> None:
         sqs = self._client("sqs")
         for key, settings in self.stack.queues.items():
@@ -126,7 +138,9 @@ class StackDeployer:
 
     def _bucket(self) -> None:
         s3 = self._client("s3")
-        name = self.stack.resource_name(self.stack.bucket_name)
+        # Bucket names are global: the account id is part of the name, as Terraform names it.
+        account = self._client("sts").get_caller_identity()["Account"]
+        name = f"{self.stack.resource_name(self.stack.bucket_name)}-{account}"
         try:
             s3.head_bucket(Bucket=name)
         except ClientError:
@@ -163,8 +177,8 @@ class StackDeployer:
             )
 
     def function_environment(self, spec: FunctionSpec) -> dict[str, str]:
-        shared = {"DATABASE_URL": self.database_url}
-        for key in ("TELEMETRY_STREAM_NAME", "ARCHIVE_BUCKET", "ALERTS_TOPIC_ARN"):
+        shared = {}
+        for key in ("DB_SECRET_ARN", "TELEMETRY_STREAM_NAME", "ARCHIVE_BUCKET", "ALERTS_TOPIC_ARN"):
             shared[key] = self.outputs[key]
         for key in self.stack.queues:
             shared[f"{queue_output_name(key)}_URL"] = self._queue(key)[0]
@@ -173,11 +187,7 @@ class StackDeployer:
     def _function(self, spec: FunctionSpec, role_arn: str) -> None:
         lam = self._client("lambda")
         name = self.stack.resource_name(spec.key)
-        code = code_zip(spec)
-        root = spec.code_root.resolve()
-        code_root = (
-            root.relative_to(self.repo_root.resolve()) if root.is_relative_to(self.repo_root.resolve()) else root
-        )
+        code = hot_reload_code(spec.code_root)
         config = {
             "Runtime": spec.runtime,
             "Role": role_arn,
@@ -188,14 +198,11 @@ class StackDeployer:
         }
         try:
             arn = lam.get_function(FunctionName=name)["Configuration"]["FunctionArn"]
-            lam.update_function_code(FunctionName=name, ZipFile=code)
+            lam.update_function_code(FunctionName=name, **code)
             lam.get_waiter("function_updated_v2").wait(FunctionName=name, WaiterConfig={"Delay": 1, "MaxAttempts": 60})
             lam.update_function_configuration(FunctionName=name, **config)
-            lam.tag_resource(Resource=arn, Tags={CODE_ROOT_TAG: str(code_root)})
         except lam.exceptions.ResourceNotFoundException:
-            arn = lam.create_function(
-                FunctionName=name, Code={"ZipFile": code}, Tags={CODE_ROOT_TAG: str(code_root)}, **config
-            )["FunctionArn"]
+            arn = lam.create_function(FunctionName=name, Code=code, **config)["FunctionArn"]
         if spec.reserved_concurrency is None:
             lam.delete_function_concurrency(FunctionName=name)
         else:
@@ -284,9 +291,9 @@ def deploy_stack(
     endpoint_url: str,
     region: str,
     *,
-    database_url: str,
-    repo_root: Path = REPO_ROOT,
+    database_secret: Mapping[str, Any],
     progress: Callable[[str], None] = lambda _step: None,
 ) -> dict[str, str]:
-    """Create or update every resource of `stack`; return the outputs (names, URLs, ARNs) by env-var name."""
-    return StackDeployer(stack, endpoint_url, region, database_url, repo_root).deploy(progress)
+    """Create or update every resource of `stack`; return the outputs (names, URLs, ARNs) by env-var name.
+    `database_secret` is the functions' database login as the README tells AWS users to store it."""
+    return StackDeployer(stack, endpoint_url, region, database_secret).deploy(progress)

@@ -16,7 +16,6 @@ from __future__ import annotations
 import argparse
 import base64
 import hashlib
-import io
 import re
 import shutil
 import subprocess
@@ -130,14 +129,6 @@ def _write_zip(destination: Path, entries: list[tuple[str, Path]]) -> None:
 def _code_entries(spec: FunctionSpec) -> list[tuple[str, Path]]:
     """The function's own code: every file of its packages, named as under its code root (the zip root)."""
     return [entry for package in spec.packages for entry in _files(spec.code_root, package)]
-
-
-def code_zip(spec: FunctionSpec) -> bytes:
-    """The function's code alone, without dependencies, as an in-memory zip: what the local cloud deploys (its
-    invoker runs the working tree with the virtualenv's packages)."""
-    buffer = io.BytesIO()
-    _zip(buffer, _code_entries(spec))
-    return buffer.getvalue()
 
 
 def handler_module_path(spec: FunctionSpec) -> str:

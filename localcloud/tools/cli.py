@@ -1,7 +1,7 @@
 """`localcloud`: start, inspect and stop the docker-free local cloud.
 
   up        start moto, mosquitto, PostgreSQL and the runtime (reusing what already runs), migrate the
-            database, deploy the stack, write the env file
+            database, deploy the stack (boto3 deployer, or `--deploy terraform`), write the env file
   down      stop everything `up` started (only pids we recorded)
   status    components, the state folder's size, ESM positions/lag per shard, schedules, recent invocations
   deploy    redeploy the stack (and make the runtime re-read rules and schedules)
@@ -31,10 +31,10 @@ from localcloud.config import FUNCTIONS_DIR, Settings, read_env_file
 from localcloud.errors import LocalCloudError
 
 
-def cmd_up(settings: Settings, _args: argparse.Namespace) -> None:
+def cmd_up(settings: Settings, args: argparse.Namespace) -> None:
     from localcloud.lifecycle.up import up
 
-    up(settings)
+    up(settings, args.deploy)
 
 
 def cmd_down(settings: Settings, _args: argparse.Namespace) -> None:
@@ -94,10 +94,10 @@ def print_runtime_status(status: dict[str, Any]) -> None:
         print("  " + json.dumps(invocation, default=str))
 
 
-def cmd_deploy(settings: Settings, _args: argparse.Namespace) -> None:
+def cmd_deploy(settings: Settings, args: argparse.Namespace) -> None:
     from localcloud.lifecycle.deploy import redeploy
 
-    redeploy(settings)
+    redeploy(settings, args.deploy)
 
 
 def cmd_fire(settings: Settings, args: argparse.Namespace) -> None:
@@ -168,18 +168,27 @@ def cmd_runtime(_settings: Settings, _args: argparse.Namespace) -> None:
 
 
 def build_parser() -> argparse.ArgumentParser:
+    from localcloud.lifecycle.deploy import BOTO3, DEPLOY_ENV, DEPLOYERS
     from localcloud.tools.demo import add_arguments as demo_arguments
     from localcloud.tools.kpi_report import add_arguments as kpi_arguments
     from localcloud.tools.simulator.cli import add_arguments as simulator_arguments
 
     parser = argparse.ArgumentParser(prog="localcloud", description=__doc__.split("\n\n")[0])
     commands = parser.add_subparsers(dest="command", required=True)
-    commands.add_parser("up", help="start everything and deploy the stack (idempotent)").set_defaults(func=cmd_up)
+    up = commands.add_parser("up", help="start everything and deploy the stack (idempotent)")
+    up.add_argument(
+        "--deploy", choices=DEPLOYERS, default=os.environ.get(DEPLOY_ENV) or BOTO3,
+        help=f"deploy with the boto3 deployer or with `terraform apply` of infrastructure/terraform (default "
+        f"{DEPLOY_ENV}, else boto3)",
+    )  # fmt: skip
+    up.set_defaults(func=cmd_up)
     commands.add_parser("down", help="stop everything up started").set_defaults(func=cmd_down)
     status = commands.add_parser("status", help="components, state size, ESM lag, schedules, recent invocations")
     status.add_argument("--json", action="store_true", help="machine-readable output")
     status.set_defaults(func=cmd_status)
-    commands.add_parser("deploy", help="redeploy the stack").set_defaults(func=cmd_deploy)
+    deploy = commands.add_parser("deploy", help="redeploy the stack")
+    deploy.add_argument("--deploy", choices=DEPLOYERS, help="boto3 or terraform (default: as `up` deployed)")
+    deploy.set_defaults(func=cmd_deploy)
     fire = commands.add_parser("fire", help="fire a schedule (or EventBridge rule) now")
     fire.add_argument("schedule")
     fire.set_defaults(func=cmd_fire)

@@ -13,14 +13,12 @@ from __future__ import annotations
 
 import contextlib
 import http.client
-import io
 import json
 import os
 import pwd
 import stat
 import urllib.parse
 import uuid
-import zipfile
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -28,7 +26,10 @@ from typing import Any
 import pytest
 from botocore.exceptions import ClientError
 
+from localcloud.config import REPO_ROOT
 from localcloud.lifecycle.components import MOSQUITTO
+from localcloud.runtime.lambdas.function import CODE_ROOT_SETTING
+from localcloud.servers.moto_patches.awslambda_deploy import hot_reload_code
 from localcloud.servers.procs import pid_alive, port_open, terminate_group
 from tests.fixtures.local_cloud import LocalCloud, running_cloud, wait_until
 
@@ -235,12 +236,9 @@ def create_function(cloud: LocalCloud, code_root: str, handler: str, environment
     with contextlib.suppress(iam.exceptions.EntityAlreadyExistsException):
         iam.create_role(RoleName=ROLE.rsplit("/", 1)[1], AssumeRolePolicyDocument="{}")
     name = f"planted-{uuid.uuid4().hex[:8]}"
-    package = io.BytesIO()
-    with zipfile.ZipFile(package, "w") as archive:
-        archive.writestr("evil.py", "")  # what the zip holds does not matter: the tag names the code
     cloud.client("lambda").create_function(
-        FunctionName=name, Runtime="python3.12", Role=ROLE, Handler=handler, Code={"ZipFile": package.getvalue()},
-        Environment={"Variables": environment}, Tags={"localcloud:code-root": code_root},
+        FunctionName=name, Runtime="python3.12", Role=ROLE, Handler=handler,
+        Code=hot_reload_code(REPO_ROOT / code_root), Environment={"Variables": environment},
     )  # fmt: skip
     return name
 
@@ -252,7 +250,7 @@ def create_function(cloud: LocalCloud, code_root: str, handler: str, environment
 def test_a_function_cannot_run_code_from_outside_the_trusted_folders(cloud, planted, where):
     if where == "code-root":
         name = create_function(cloud, str(planted), "evil.handler", {})
-        setting = "tag localcloud:code-root"
+        setting = CODE_ROOT_SETTING
     else:
         name = create_function(cloud, "functions", "aggregate.handler.lambda_handler", {"PYTHONPATH": str(planted)})
         setting = "PYTHONPATH"

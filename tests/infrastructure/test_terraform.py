@@ -15,7 +15,6 @@ import shutil
 import subprocess
 import uuid
 import zipfile
-from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -26,11 +25,9 @@ import yaml
 from localcloud.config import REPO_ROOT
 from localcloud.stack.deploy import deploy_stack
 from localcloud.stack.model import StackError, load_stack
+from tests.fixtures.terraform import STACK_FILE, TF_DIR, PlannedModule, module_copy, terraform, terraform_env
 
-TF_DIR = REPO_ROOT / "infrastructure" / "terraform"
-STACK_FILE = REPO_ROOT / "infrastructure" / "stack.yaml"
 CHECKOV = REPO_ROOT / ".venv-checkov" / "bin" / "checkov"
-PROVIDER_MIRROR = Path(os.environ.get("IOTKPI_TF_PROVIDER_MIRROR", "/opt/tf-plugins"))
 
 # (resource type, HCL attribute, the exact expression it must be, AWS API field the local cloud reads back)
 TRIGGER_SETTINGS = [
@@ -211,9 +208,7 @@ def test_the_local_cloud_deploys_the_values_terraform_reads(module, aws_endpoint
     assert functions, "no function of stack.yaml has its packages yet"
     raw = {**raw, "functions": functions}
     path.write_text(yaml.safe_dump(raw))
-    outputs = deploy_stack(
-        load_stack(path), aws_endpoint.url, "us-east-1", database_url="postgresql://unused@127.0.0.1:1/x"
-    )
+    outputs = deploy_stack(load_stack(path), aws_endpoint.url, "us-east-1", database_secret={})
     lam = aws_endpoint.client("lambda")
     for key, fn in functions.items():
         name = f"{raw['project']}-{key}"
@@ -261,36 +256,6 @@ def test_the_local_cloud_deploys_the_values_terraform_reads(module, aws_endpoint
 # -- the terraform binary (bonus: needs terraform and an offline provider mirror) ---------------------------
 
 
-def terraform_env(tmp_path: Path) -> dict[str, str]:
-    if shutil.which("terraform") is None:
-        pytest.skip("terraform is not installed")
-    if not (PROVIDER_MIRROR / "registry.terraform.io" / "hashicorp" / "aws").is_dir():
-        pytest.skip(f"no offline provider mirror at {PROVIDER_MIRROR} (set IOTKPI_TF_PROVIDER_MIRROR)")
-    rc = tmp_path / "terraformrc"
-    mirror = f'path = "{PROVIDER_MIRROR}"\n    include = ["registry.terraform.io/*/*"]'
-    rc.write_text(
-        f"provider_installation {{\n  filesystem_mirror {{\n    {mirror}\n  }}\n"
-        '  direct {\n    exclude = ["registry.terraform.io/*/*"]\n  }\n}\n'
-    )
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("AWS_", "TF_"))}
-    return {**env, "TF_CLI_CONFIG_FILE": str(rc), "TF_IN_AUTOMATION": "1", "CHECKPOINT_DISABLE": "1"}
-
-
-def terraform(args: list[str], cwd: Path, env: dict[str, str]) -> str:
-    result = subprocess.run(
-        ["terraform", *args, "-no-color"], cwd=cwd, env=env, capture_output=True, text=True, timeout=180
-    )
-    assert result.returncode == 0, f"terraform {' '.join(args)} failed:\n{result.stderr}\n{result.stdout[-3000:]}"
-    return result.stdout
-
-
-def module_copy(stack_file: Path) -> Path:
-    """The module beside `stack_file` (as in the repository), without any local Terraform state."""
-    copy = stack_file.parent / "terraform"
-    shutil.copytree(TF_DIR, copy, ignore=shutil.ignore_patterns(".terraform*", "*.tfstate*", "*_override.tf"))
-    return copy
-
-
 def test_terraform_fmt_and_validate(tmp_path):
     env = terraform_env(tmp_path)
     terraform(["fmt", "-check", "-recursive", str(TF_DIR)], tmp_path, env)
@@ -300,43 +265,6 @@ def test_terraform_fmt_and_validate(tmp_path):
     copy = module_copy(stack_file)
     terraform(["init", "-backend=false", "-input=false"], copy, env)
     terraform(["validate"], copy, env)
-
-
-class PlannedModule:
-    """A copy of the module beside a stack file, initialised, planned against the moto server (data sources
-    only) through the LocalStack provider override. Rewrite the stack file between plans to plan another."""
-
-    def __init__(self, root: Path, functions: Iterable[str], endpoint_url: str, env: dict[str, str]) -> None:
-        self.stack_file = root / "infrastructure" / "stack.yaml"
-        self.stack_file.parent.mkdir(parents=True, exist_ok=True)
-        self.stack_file.write_text(STACK_FILE.read_text())
-        self.dir, self.env = module_copy(self.stack_file), env
-        override = (TF_DIR / "localstack" / "localstack_providers_override.tf").read_text()
-        (self.dir / "localstack_providers_override.tf").write_text(
-            override.replace("http://localhost:4566", endpoint_url)
-        )
-        self.packages = root / "zips"
-        self.packages.mkdir()
-        for key in functions:
-            (self.packages / f"{key}.zip").write_bytes(key.encode())  # only hashed by the plan
-        terraform(["init", "-backend=false", "-input=false"], self.dir, env)
-
-    def run(self, *args: str) -> subprocess.CompletedProcess[str]:
-        command = ["terraform", *args, "-no-color", "-input=false", f"-var=package_dir={self.packages}"]
-        return subprocess.run(command, cwd=self.dir, env=self.env, capture_output=True, text=True, timeout=180)
-
-    def plan(self, *variables: str, out: str = "plan.bin") -> dict[str, dict]:
-        """Planned resources by address: their values after apply (unknown ones missing)."""
-        result = self.run("plan", f"-out={out}", *variables)
-        assert result.returncode == 0, f"terraform plan failed:\n{result.stderr}\n{result.stdout[-3000:]}"
-        plan = json.loads(terraform(["show", "-json", out], self.dir, self.env))
-        return {change["address"]: change["change"]["after"] for change in plan["resource_changes"]}
-
-    def plan_fails(self, *variables: str) -> str:
-        """The error output of a plan that must fail."""
-        result = self.run("plan", *variables)
-        assert result.returncode != 0, f"terraform plan succeeded:\n{result.stdout[-3000:]}"
-        return " ".join(result.stderr.replace("│", " ").split())
 
 
 def test_terraform_plan_carries_a_changed_stack_file(tmp_path, aws_endpoint, changed_stack):
@@ -590,6 +518,7 @@ SERVICE_OF_PREFIX = {
     "aws_cloudwatch_log_": "logs", "aws_cloudwatch_metric_": "cloudwatch", "aws_iam_": "iam", "aws_iot_": "iot",
     "aws_kinesis_": "kinesis", "aws_kms_": "kms", "aws_lambda_": "lambda", "aws_s3_": "s3", "aws_scheduler_": "scheduler",
     "aws_secretsmanager_": "secretsmanager", "aws_sns_": "sns", "aws_sqs_": "sqs", "aws_caller_identity": "sts",
+    "aws_vpc_": "ec2", "aws_security_group": "ec2", "aws_subnet": "ec2", "aws_route_table": "ec2",
 }  # fmt: skip
 
 

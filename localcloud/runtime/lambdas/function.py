@@ -1,19 +1,24 @@
 """A deployed function's configuration, read from the AWS endpoint, and where its code lives in the repo.
 
-The local cloud does not unpack deployment zips: the function's tag `localcloud:code-root` names the folder
-that plays the zip's root (relative to the repo root, or absolute), and the worker imports the handler from it
+The local cloud does not unpack deployment zips: functions are deployed with LocalStack's hot-reload convention
+(`S3Bucket="hot-reload"`, `S3Key=<absolute folder that plays the zip root>`; both local deployers do), which the
+endpoint reports back as `Code.Location = file://<folder>`, and the worker imports the handler from that folder
 (once `code_roots` has checked that the folder is a trusted one).
 """
 
 from __future__ import annotations
 
+import urllib.parse
+import urllib.request
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from botocore.exceptions import ClientError
 
-CODE_ROOT_TAG = "localcloud:code-root"
+from localcloud.servers.moto_patches.awslambda_deploy import HOT_RELOAD_BUCKET
+
+CODE_ROOT_SETTING = f"Code.S3Key (S3Bucket {HOT_RELOAD_BUCKET})"
 
 
 class FunctionNotFoundError(LookupError):
@@ -21,7 +26,7 @@ class FunctionNotFoundError(LookupError):
 
 
 class FunctionConfigError(ValueError):
-    """The function exists but cannot run locally (no code-root tag, not a Python runtime, no such folder)."""
+    """The function exists but cannot run locally (no hot-reload code folder, not a Python runtime, no such folder)."""
 
     error_type = "InvalidParameterValueException"  # how the control API names it, in Lambda's error shape
 
@@ -65,8 +70,20 @@ class FunctionConfig:
         )
 
 
-def fetch_function_config(lambda_client: Any, function_name: str, repo_root: Path) -> FunctionConfig:
-    """GetFunction (configuration, tags and reserved concurrency in one call)."""
+def code_folder(function_name: str, code: dict[str, Any]) -> Path:
+    """The folder of a hot-reload function, from GetFunction's `Code`."""
+    location = urllib.parse.urlsplit(code.get("Location", ""))
+    if location.scheme != "file":
+        raise FunctionConfigError(
+            f"{function_name}: its code is not a folder the local cloud can run: deploy it with LocalStack's hot-reload "
+            f'convention, Code S3Bucket "{HOT_RELOAD_BUCKET}" and S3Key the absolute folder that plays the zip root '
+            "(`localcloud deploy` and Terraform with infrastructure/terraform/local/local.tfvars do)"
+        )
+    return Path(urllib.request.url2pathname(location.path))
+
+
+def fetch_function_config(lambda_client: Any, function_name: str) -> FunctionConfig:
+    """GetFunction (configuration, code location and reserved concurrency in one call)."""
     try:
         response = lambda_client.get_function(FunctionName=function_name)
     except ClientError as exc:
@@ -77,13 +94,7 @@ def fetch_function_config(lambda_client: Any, function_name: str, repo_root: Pat
     runtime = config.get("Runtime", "")
     if not runtime.startswith("python"):
         raise FunctionConfigError(f"{function_name}: runtime {runtime!r} cannot run locally (Python only)")
-    code_root_tag = response.get("Tags", {}).get(CODE_ROOT_TAG)
-    if not code_root_tag:
-        raise FunctionConfigError(
-            f"{function_name}: no {CODE_ROOT_TAG} tag naming the folder that plays the zip root "
-            "(`localcloud deploy` sets it)"
-        )
-    code_root = Path(code_root_tag)
+    code_root = code_folder(function_name, response.get("Code", {}))
     return FunctionConfig(
         name=config["FunctionName"],
         arn=config["FunctionArn"],
@@ -92,8 +103,8 @@ def fetch_function_config(lambda_client: Any, function_name: str, repo_root: Pat
         timeout_s=int(config.get("Timeout", 3)),
         memory_mb=int(config.get("MemorySize", 128)),
         environment=dict(config.get("Environment", {}).get("Variables", {})),
-        code_root=(code_root if code_root.is_absolute() else repo_root / code_root).resolve(),
-        code_root_setting=f"tag {CODE_ROOT_TAG}",
+        code_root=code_root.resolve(),
+        code_root_setting=CODE_ROOT_SETTING,
         code_sha256=config.get("CodeSha256", ""),
         last_modified=config.get("LastModified", ""),
         reserved_concurrency=response.get("Concurrency", {}).get("ReservedConcurrentExecutions"),

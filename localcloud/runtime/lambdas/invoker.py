@@ -1,7 +1,7 @@
 """Runs deployed functions' handlers from the repo the way Lambda runs them.
 
 A function is looked up on the AWS endpoint (GetFunction: handler, runtime, timeout, memory, environment,
-tags, reserved concurrency); its code is the repo folder named by the tag `localcloud:code-root`, which must be
+reserved concurrency, code location); its code is the folder of its hot-reload code location, which must be
 a trusted folder, as must whatever its environment adds to the search paths (see `code_roots`).
 Each execution environment is a worker process (see `worker`); environments stay warm between invocations
 and are reused, at most `reserved concurrency` (else `default_concurrency`) per function at a time: further
@@ -234,7 +234,7 @@ class LambdaInvoker:
         return pool
 
     def _runnable_config(self, function_name: str) -> FunctionConfig:
-        config = fetch_function_config(self._lambda, function_name, self.repo_root)
+        config = fetch_function_config(self._lambda, function_name)
         check_function(config, self.code_roots)
         return config
 

@@ -12,12 +12,17 @@ from __future__ import annotations
 
 import base64
 import hashlib
-from pathlib import PurePosixPath
+from pathlib import Path, PurePosixPath
 from typing import Any
 
 from localcloud.servers.moto_patches.install import install
 
 HOT_RELOAD_BUCKET = "hot-reload"
+
+
+def hot_reload_code(folder: Path) -> dict[str, str]:
+    """CreateFunction's `Code` (UpdateFunctionCode takes the same keys) that makes `folder` the zip root."""
+    return {"S3Bucket": HOT_RELOAD_BUCKET, "S3Key": str(folder.absolute())}
 
 
 def apply() -> None:

@@ -2,24 +2,19 @@
 
 from __future__ import annotations
 
-import base64
-import hashlib
-import io
 import json
 import uuid
-import zipfile
 from pathlib import Path
 
 import pytest
 import yaml
 
 from localcloud.config import REPO_ROOT
-from localcloud.stack.deploy import CODE_ROOT_TAG, deploy_stack
+from localcloud.stack.deploy import deploy_stack
 from localcloud.stack.model import load_stack
-from localcloud.stack.package import code_zip
 
 PROBE_STACK = REPO_ROOT / "tests" / "stacks" / "probe-stack.yaml"
-DATABASE_URL = "postgresql://probe:secret@127.0.0.1:1/probe"
+DATABASE_SECRET = {"host": "127.0.0.1", "port": 1, "username": "probe", "password": "s3cret-pw", "dbname": "probe"}
 
 
 def stack_copy(tmp_path: Path, **changes) -> Path:
@@ -43,7 +38,7 @@ def stack_file(tmp_path):
 
 
 def deploy(aws_endpoint, path: Path) -> dict[str, str]:
-    return deploy_stack(load_stack(path), aws_endpoint.url, "us-east-1", database_url=DATABASE_URL)
+    return deploy_stack(load_stack(path), aws_endpoint.url, "us-east-1", database_secret=DATABASE_SECRET)
 
 
 def test_every_resource_reads_back_as_the_stack_file_says_after_two_deploys(aws_endpoint, stack_file):
@@ -71,7 +66,7 @@ def test_every_resource_reads_back_as_the_stack_file_says_after_two_deploys(aws_
     assert int(dlq["VisibilityTimeout"]) == stack.queues["ingest_dlq"]["visibility_timeout_seconds"]
 
     buckets = [b["Name"] for b in aws_endpoint.client("s3").list_buckets()["Buckets"]]
-    assert outputs["ARCHIVE_BUCKET"] == stack.resource_name("archive") and outputs["ARCHIVE_BUCKET"] in buckets
+    assert outputs["ARCHIVE_BUCKET"] == f"{stack.project}-archive-123456789012" and outputs["ARCHIVE_BUCKET"] in buckets
     topics = [t["TopicArn"] for t in aws_endpoint.client("sns").list_topics()["Topics"]]
     assert [t for t in topics if t.endswith(f":{stack.project}-alerts")] == [outputs["ALERTS_TOPIC_ARN"]]
 
@@ -82,14 +77,14 @@ def test_every_resource_reads_back_as_the_stack_file_says_after_two_deploys(aws_
     assert (config["MemorySize"], config["Timeout"]) == (spec.memory_mb, spec.timeout_s)
     assert config["Environment"]["Variables"] == {
         **spec.environment,
-        "DATABASE_URL": DATABASE_URL,
+        "DB_SECRET_ARN": outputs["DB_SECRET_ARN"],
         "TELEMETRY_STREAM_NAME": outputs["TELEMETRY_STREAM_NAME"],
         "INGEST_DLQ_URL": outputs["INGEST_DLQ_URL"],
         "RULE_ERRORS_QUEUE_URL": outputs["RULE_ERRORS_QUEUE_URL"],
         "ARCHIVE_BUCKET": outputs["ARCHIVE_BUCKET"],
         "ALERTS_TOPIC_ARN": outputs["ALERTS_TOPIC_ARN"],
     }
-    assert function["Tags"][CODE_ROOT_TAG] == "tests/probe_lambdas"
+    assert function["Code"]["Location"] == (REPO_ROOT / "tests" / "probe_lambdas").as_uri()
     assert function["Concurrency"]["ReservedConcurrentExecutions"] == spec.reserved_concurrency
     assert len([f for f in lam.list_functions()["Functions"] if f["FunctionName"] == function_name]) == 1
 
@@ -123,20 +118,28 @@ def test_every_resource_reads_back_as_the_stack_file_says_after_two_deploys(aws_
     assert json.loads(schedule["Target"]["Input"]) == {}
 
 
-def test_lambda_code_is_a_zip_of_the_function_packages(aws_endpoint, stack_file):
+def test_functions_get_the_database_secret_and_no_password(aws_endpoint, stack_file):
+    """As on AWS: DB_SECRET_ARN names a secret holding the README's JSON shape; nothing else carries the login."""
     outputs = deploy(aws_endpoint, stack_file)
-    spec = load_stack(stack_file).functions["probe"]
-    code = code_zip(spec)
-    assert code_zip(spec) == code  # reproducible: an unchanged function keeps its CodeSha256
-    deployed = aws_endpoint.client("lambda").get_function(FunctionName=outputs["PROBE_FUNCTION_NAME"])
-    assert deployed["Configuration"]["CodeSha256"] == base64.b64encode(hashlib.sha256(code).digest()).decode()
-    expected = {
-        path.relative_to(REPO_ROOT / "tests" / "probe_lambdas").as_posix()
-        for path in (REPO_ROOT / "tests" / "probe_lambdas" / "probe").rglob("*")
-        if path.is_file() and "__pycache__" not in path.parts
-    }
-    assert "probe/handler.py" in expected
-    assert set(zipfile.ZipFile(io.BytesIO(code)).namelist()) == expected
+    secret = aws_endpoint.client("secretsmanager").get_secret_value(SecretId=outputs["DB_SECRET_ARN"])
+    assert json.loads(secret["SecretString"]) == DATABASE_SECRET
+    assert secret["Name"] == f"{load_stack(stack_file).project}-database"
+    config = aws_endpoint.client("lambda").get_function_configuration(FunctionName=outputs["PROBE_FUNCTION_NAME"])
+    variables = config["Environment"]["Variables"]
+    assert "DATABASE_URL" not in variables
+    assert not [name for name, value in variables.items() if DATABASE_SECRET["password"] in value], variables
+
+
+def test_a_changed_login_is_a_new_secret_version_and_an_unchanged_one_is_not(aws_endpoint, stack_file):
+    outputs = deploy(aws_endpoint, stack_file)
+    secrets = aws_endpoint.client("secretsmanager")
+    first = secrets.get_secret_value(SecretId=outputs["DB_SECRET_ARN"])["VersionId"]
+    deploy(aws_endpoint, stack_file)
+    assert secrets.get_secret_value(SecretId=outputs["DB_SECRET_ARN"])["VersionId"] == first
+    rotated = {**DATABASE_SECRET, "password": "rotated-pw"}
+    deploy_stack(load_stack(stack_file), aws_endpoint.url, "us-east-1", database_secret=rotated)
+    current = secrets.get_secret_value(SecretId=outputs["DB_SECRET_ARN"])
+    assert current["VersionId"] != first and json.loads(current["SecretString"]) == rotated
 
 
 def test_redeploying_a_changed_stack_updates_in_place(aws_endpoint, tmp_path, stack_file):

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import glob
 import hashlib
-import io
 import os
 import shutil
 import subprocess
@@ -21,7 +20,7 @@ import pytest
 
 from localcloud.config import REPO_ROOT
 from localcloud.stack.model import load_stack
-from localcloud.stack.package import PackageError, build_all, code_zip, handler_module_path
+from localcloud.stack.package import PackageError, build_all, handler_module_path
 
 STACK_FILE = REPO_ROOT / "infrastructure" / "stack.yaml"
 STACK = load_stack(STACK_FILE)
@@ -87,18 +86,6 @@ def test_zip_root_holds_the_function_packages_and_its_dependencies(built, key):
     assert {"aws_lambda_powertools/__init__.py", "psycopg/__init__.py", "boto3/__init__.py"} <= names
     assert any(name.startswith("psycopg_binary/") for name in names), "psycopg's compiled implementation is missing"
     assert not [name for name in names if "__pycache__" in name or name.endswith(".pyc") or name.startswith("bin/")]
-
-
-@pytest.mark.parametrize("key", PACKAGED)
-def test_the_local_deploy_zips_the_same_code_with_the_same_builder(built, key):
-    """One zip builder: the code-only zip the local cloud deploys is the built zip's code, byte for byte."""
-    spec = STACK.functions[key]
-    local, packaged = zipfile.ZipFile(io.BytesIO(code_zip(spec))), zipfile.ZipFile(built[key])
-    assert handler_module_path(spec) in local.namelist()
-    assert not [name for name in local.namelist() if name.startswith(("psycopg/", "boto3/"))]  # no dependencies
-    for info in local.infolist():
-        assert local.read(info) == packaged.read(info.filename)
-        assert (info.date_time, info.external_attr) == (packaged.getinfo(info.filename).date_time, 0o644 << 16)
 
 
 @pytest.mark.parametrize("key", PACKAGED, ids=lambda key: f"{key}-python{BUILD_VERSION}")

@@ -6,17 +6,17 @@ the function saw from the probe's JSON-lines log. Faults are injected through th
 
 from __future__ import annotations
 
-import io
 import json
 import time
 import uuid
-import zipfile
 from collections import defaultdict
 
 import pytest
 
+from localcloud.config import REPO_ROOT
 from localcloud.runtime.esm import EventSourceMappingPoller
 from localcloud.runtime.lambdas import invoker as lambda_invoker
+from localcloud.servers.moto_patches.awslambda_deploy import hot_reload_code
 
 REGION = "us-east-1"
 ROLE = "arn:aws:iam::123456789012:role/x"
@@ -55,18 +55,14 @@ class Harness:
         return self.kinesis.describe_stream_summary(StreamName=self.name)["StreamDescriptionSummary"]["StreamARN"]
 
     def function(self):
-        code = io.BytesIO()
-        with zipfile.ZipFile(code, "w") as archive:
-            archive.writestr("esm_probe/__init__.py", "")
         self.lam.create_function(
             FunctionName=self.name,
             Runtime="python3.12",
             Role=ROLE,
             Handler="esm_probe.handler.lambda_handler",
-            Code={"ZipFile": code.getvalue()},
+            Code=hot_reload_code(REPO_ROOT / "tests" / "probe_lambdas"),
             Timeout=30,
             Environment={"Variables": {"ESM_PROBE_LOG": str(self.log)}},
-            Tags={"localcloud:code-root": "tests/probe_lambdas"},
         )
         return self.name
 

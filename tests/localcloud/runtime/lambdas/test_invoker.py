@@ -2,21 +2,20 @@
 
 from __future__ import annotations
 
-import io
 import json
 import re
 import threading
 import time
 import uuid
-import zipfile
 from pathlib import Path
 
 import pytest
 
 from localcloud.config import REPO_ROOT
 from localcloud.runtime.lambdas.cloudwatch import LogShipper
-from localcloud.runtime.lambdas.function import CODE_ROOT_TAG, FunctionNotFoundError
+from localcloud.runtime.lambdas.function import FunctionNotFoundError
 from localcloud.runtime.lambdas.invoker import LambdaInvoker
+from localcloud.servers.moto_patches.awslambda_deploy import hot_reload_code
 from localcloud.servers.procs import free_port, pid_alive
 from tests.fixtures.aws import REGION
 
@@ -39,17 +38,8 @@ def lambda_role(aws_endpoint) -> str:
         return iam.get_role(RoleName="invoker-tests")["Role"]["Arn"]
 
 
-@pytest.fixture(scope="module")
-def probe_zip() -> bytes:
-    buffer = io.BytesIO()
-    with zipfile.ZipFile(buffer, "w") as archive:
-        for source in sorted(PROBE_DIR.glob("*.py")):
-            archive.write(source, f"probe/{source.name}")
-    return buffer.getvalue()
-
-
 @pytest.fixture
-def deploy_probe(aws_endpoint, lambda_role, probe_zip):
+def deploy_probe(aws_endpoint, lambda_role):
     """Create the probe as a function with a unique name; return the name."""
     lambda_client = aws_endpoint.client("lambda")
 
@@ -60,11 +50,10 @@ def deploy_probe(aws_endpoint, lambda_role, probe_zip):
             Runtime="python3.12",
             Role=lambda_role,
             Handler=handler,
-            Code={"ZipFile": probe_zip},
+            Code=hot_reload_code(PROBE_DIR.parent),
             Timeout=timeout,
             MemorySize=memory,
             Environment={"Variables": environment or {}},
-            Tags={CODE_ROOT_TAG: "tests/probe_lambdas"},
         )
         if reserved_concurrency is not None:
             lambda_client.put_function_concurrency(FunctionName=name, ReservedConcurrentExecutions=reserved_concurrency)

@@ -4,17 +4,17 @@ say: each attack below is shown to work when its folder is trusted, and to be re
 from __future__ import annotations
 
 import contextlib
-import io
+import re
 import uuid
-import zipfile
 from pathlib import Path
 
 import pytest
 
 from localcloud.config import REPO_ROOT
 from localcloud.runtime.lambdas.code_roots import CodeLocationError
-from localcloud.runtime.lambdas.function import CODE_ROOT_TAG
+from localcloud.runtime.lambdas.function import CODE_ROOT_SETTING
 from localcloud.runtime.lambdas.invoker import LambdaInvoker
+from localcloud.servers.moto_patches.awslambda_deploy import hot_reload_code
 from tests.fixtures.aws import REGION
 
 PROBE_ROOT = "tests/probe_lambdas"
@@ -41,16 +41,12 @@ def create_function(aws_endpoint):
     iam = aws_endpoint.client("iam")
     with contextlib.suppress(iam.exceptions.EntityAlreadyExistsException):
         iam.create_role(RoleName="code-location-tests", AssumeRolePolicyDocument="{}")
-    package = io.BytesIO()
-    with zipfile.ZipFile(package, "w") as archive:
-        archive.writestr("evil.py", "")
 
     def create(code_root: str, handler: str, environment: dict[str, str] | None = None) -> str:
         name = f"located-{uuid.uuid4().hex[:12]}"
         lambda_client.create_function(
             FunctionName=name, Runtime="python3.12", Role="arn:aws:iam::123456789012:role/code-location-tests",
-            Handler=handler, Code={"ZipFile": package.getvalue()}, Environment={"Variables": environment or {}},
-            Tags={CODE_ROOT_TAG: code_root},
+            Handler=handler, Code=hot_reload_code(REPO_ROOT / code_root), Environment={"Variables": environment or {}},
         )  # fmt: skip
         return name
 
@@ -77,7 +73,7 @@ def invoker_trusting(aws_endpoint, tmp_path):
 def test_a_code_folder_outside_the_trusted_ones_is_refused(create_function, invoker_trusting, planted):
     name = create_function(str(planted), "evil.handler")
 
-    with pytest.raises(CodeLocationError, match=f"tag {CODE_ROOT_TAG}"):
+    with pytest.raises(CodeLocationError, match=re.escape(CODE_ROOT_SETTING)):
         invoker_trusting().invoke(name, {})
     assert not marker_of(planted).exists()
 

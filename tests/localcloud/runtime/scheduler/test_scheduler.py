@@ -57,7 +57,7 @@ def probe(aws_env, tmp_path: Path):
     stack_file = tmp_path / "stack.yaml"
     stack_file.write_text(yaml.safe_dump(raw))
     stack = load_stack(stack_file)
-    outputs = deploy_stack(stack, aws_env.url, "us-east-1", database_url="postgresql://unused@127.0.0.1:1/x")
+    outputs = deploy_stack(stack, aws_env.url, "us-east-1", database_secret={})
     invoker = LambdaInvoker(aws_env.url, "us-east-1")
     try:
         yield stack, outputs, RecordingInvoker(invoker)
