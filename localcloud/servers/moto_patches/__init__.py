@@ -6,7 +6,7 @@ them all before the server imports any backend; it is idempotent.
 
 from __future__ import annotations
 
-from localcloud.servers.moto_patches import awslambda, awslambda_deploy, iot, kinesis
+from localcloud.servers.moto_patches import awslambda, awslambda_deploy, iot, kinesis, logs
 
 
 def apply() -> None:
@@ -15,3 +15,4 @@ def apply() -> None:
     awslambda.apply()
     awslambda_deploy.apply()
     iot.apply()
+    logs.apply()
