@@ -3,7 +3,8 @@
 The source-of-truth tests change values in a copy of stack.yaml and check that both sides follow: the
 Terraform side by resolving the module's (parsed) references against the copy — and, where the terraform
 binary and an offline provider mirror exist, by a real `terraform plan` — and the local cloud side by
-deploying the copy to the moto server and reading every value back.
+deploying the copy to the moto server with each deployer (boto3, and `terraform apply` with the local
+cloud's override) and reading every value back.
 """
 
 from __future__ import annotations
@@ -25,7 +26,15 @@ import yaml
 from localcloud.config import REPO_ROOT
 from localcloud.stack.deploy import deploy_stack
 from localcloud.stack.model import StackError, load_stack
-from tests.fixtures.terraform import STACK_FILE, TF_DIR, PlannedModule, module_copy, terraform, terraform_env
+from tests.fixtures.terraform import (
+    STACK_FILE,
+    TF_DIR,
+    PlannedModule,
+    local_override,
+    module_copy,
+    terraform,
+    terraform_env,
+)
 
 CHECKOV = REPO_ROOT / ".venv-checkov" / "bin" / "checkov"
 
@@ -200,7 +209,26 @@ def changed_stack(tmp_path) -> tuple[dict, Path]:
     return raw, path
 
 
-def test_the_local_cloud_deploys_the_values_terraform_reads(module, aws_endpoint, changed_stack):
+def deployed_with(deployer: str, path: Path, aws_endpoint, tmp_path: Path) -> dict[str, str]:
+    """Deploy the stack file at `path` with the boto3 deployer or with `terraform apply` of the module beside it
+    (the local cloud's override and tfvars); the outputs the checks below need."""
+    if deployer == "boto3":
+        return deploy_stack(load_stack(path), aws_endpoint.url, "us-east-1", database_secret={})
+    env = terraform_env(tmp_path)
+    copy = module_copy(path)
+    local_override(copy, aws_endpoint.url)
+    terraform(["init", "-input=false"], copy, env)
+    variables = [f"-var-file={TF_DIR / 'local' / 'local.tfvars'}", f"-var=lambda_hot_reload_root={REPO_ROOT}"]
+    terraform(["apply", "-auto-approve", "-input=false", *variables], copy, env, timeout=900)
+    outputs = json.loads(terraform(["output", "-json"], copy, env))
+    return {
+        "ALERTS_TOPIC_ARN": outputs["alerts_topic_arn"]["value"],
+        "TELEMETRY_STREAM_NAME": outputs["telemetry_stream"]["value"],
+    }
+
+
+@pytest.mark.parametrize("deployer", ["boto3", "terraform"])
+def test_both_deployers_deploy_the_values_terraform_reads(module, aws_endpoint, changed_stack, tmp_path, deployer):
     raw, path = changed_stack
     functions = {
         key: fn for key, fn in raw["functions"].items() if all((REPO_ROOT / p).is_dir() for p in fn["packages"])
@@ -208,14 +236,19 @@ def test_the_local_cloud_deploys_the_values_terraform_reads(module, aws_endpoint
     assert functions, "no function of stack.yaml has its packages yet"
     raw = {**raw, "functions": functions}
     path.write_text(yaml.safe_dump(raw))
-    outputs = deploy_stack(load_stack(path), aws_endpoint.url, "us-east-1", database_secret={})
+    outputs = deployed_with(deployer, path, aws_endpoint, tmp_path)
     lam = aws_endpoint.client("lambda")
     for key, fn in functions.items():
         name = f"{raw['project']}-{key}"
-        config = lam.get_function_configuration(FunctionName=name)
+        function = lam.get_function(FunctionName=name)
+        config = function["Configuration"]
         for attribute, expression, field in FUNCTION_SETTINGS:
             assert config[field] == terraform_value(expression, raw, fn), attribute
         assert fn["environment"].items() <= config["Environment"]["Variables"].items()
+        # The same code location and database access: the packages' folder, hot-reloaded; the secret, no URL.
+        assert function["Code"]["Location"] == (REPO_ROOT / fn["packages"][0]).parent.as_uri()
+        assert "DB_SECRET_ARN" in config["Environment"]["Variables"]
+        assert "DATABASE_URL" not in config["Environment"]["Variables"]
         schedule = aws_endpoint.client("scheduler").get_schedule(Name=name)
         assert schedule["ScheduleExpression"] == terraform_value("each.value.schedule", raw, fn)
         if fn.get("kinesis_trigger"):

@@ -1,4 +1,5 @@
-"""Lambda patches for deploying: LocalStack's hot-reload code location, and DeadLetterConfig kept.
+"""Lambda patches for deploying: LocalStack's hot-reload code location, DeadLetterConfig kept, mappings listed by
+function name or ARN and reported with Lambda's defaults.
 
 Each patch targets moto 5.2.5 (pinned) and says why it exists.
 
@@ -28,6 +29,8 @@ def hot_reload_code(folder: Path) -> dict[str, str]:
 def apply() -> None:
     _hot_reload_code()
     _keep_dead_letter_config()
+    _list_mappings_by_name_or_arn()
+    _stream_mapping_defaults()
 
 
 def _is_hot_reload(code: dict[str, Any]) -> bool:
@@ -100,3 +103,55 @@ def _keep_dead_letter_config() -> None:
     install(LambdaFunction, "__init__", init_with_dead_letter_config)
     install(LambdaFunction, "get_configuration", configuration_with_dead_letter_config)
     install(LambdaFunction, "update_configuration", update_dead_letter_config)
+
+
+def _function_name(name_or_arn: str) -> str:
+    """`arn:aws:lambda:<region>:<account>:function:<name>[:qualifier]` or a plain name → the name."""
+    parts = name_or_arn.split(":")
+    return parts[6] if name_or_arn.startswith("arn:") and len(parts) >= 7 else name_or_arn
+
+
+def _list_mappings_by_name_or_arn() -> None:
+    """moto compares ListEventSourceMappings' FunctionName with the string the mapping was created with, so a
+    mapping Terraform created with the function's ARN was not found by its name (and the reverse). Lambda
+    accepts either for both."""
+    from moto.awslambda.models import LambdaBackend
+
+    list_event_source_mappings = LambdaBackend.list_event_source_mappings
+
+    def list_by_name_or_arn(self: LambdaBackend, event_source_arn: str, function_name: str) -> Any:
+        mappings = list_event_source_mappings(self, event_source_arn, "")
+        if not function_name:
+            return mappings
+        return [m for m in mappings if _function_name(m.function_name) == _function_name(function_name)]
+
+    install(LambdaBackend, "list_event_source_mappings", list_by_name_or_arn)
+
+
+# What Lambda reports for a stream (Kinesis, DynamoDB) mapping created without these settings.
+_STREAM_MAPPING_DEFAULTS = {
+    "BatchSize": 100,
+    "MaximumBatchingWindowInSeconds": 0,
+    "ParallelizationFactor": 1,
+    "BisectBatchOnFunctionError": False,
+    "MaximumRetryAttempts": -1,
+    "MaximumRecordAgeInSeconds": -1,
+    "FunctionResponseTypes": [],
+    "TumblingWindowInSeconds": 0,
+}
+
+
+def _stream_mapping_defaults() -> None:
+    """moto leaves out every setting the create call did not send; Terraform does not send false or zero values
+    (bisect off, say), so the mapping read back lacked them where Lambda reports its defaults."""
+    from moto.awslambda.models import EventSourceMapping
+
+    get_configuration = EventSourceMapping.get_configuration
+
+    def configuration_with_defaults(self: EventSourceMapping) -> dict[str, Any]:
+        configuration = get_configuration(self)
+        if ":kinesis:" in self.event_source_arn or ":dynamodb:" in self.event_source_arn:
+            configuration = {**_STREAM_MAPPING_DEFAULTS, **configuration}
+        return configuration
+
+    install(EventSourceMapping, "get_configuration", configuration_with_defaults)

@@ -1,4 +1,7 @@
-"""Installing a patch once: a patched attribute is marked and never wrapped twice."""
+"""Installing a patch once: a patched attribute records which patches it chains, and none is installed twice.
+
+Several patches may wrap one method (each calls the one before); installing the same patch again is a no-op.
+"""
 
 from __future__ import annotations
 
@@ -8,7 +11,9 @@ _MARK = "_iotkpi_patch"
 
 
 def install(owner: type, name: str, replacement: Callable) -> None:
-    if getattr(owner.__dict__.get(name), _MARK, False):
+    applied = getattr(owner.__dict__.get(name), _MARK, frozenset())
+    patch = f"{replacement.__module__}.{replacement.__qualname__}"
+    if patch in applied:
         return
-    setattr(replacement, _MARK, True)
+    setattr(replacement, _MARK, applied | {patch})
     setattr(owner, name, replacement)

@@ -149,3 +149,40 @@ def test_kinesis_keeps_the_tags_given_at_creation(aws_endpoint):
     kinesis.create_stream(StreamName=name, ShardCount=1, Tags={"Project": "iotkpi", "ManagedBy": "terraform"})
     tags = {tag["Key"]: tag["Value"] for tag in kinesis.list_tags_for_stream(StreamName=name)["Tags"]}
     assert tags == {"Project": "iotkpi", "ManagedBy": "terraform"}
+
+
+def test_mappings_are_listed_by_function_name_or_arn_whichever_created_them(aws_endpoint, create_function, tmp_path):
+    lam, kinesis = aws_endpoint.client("lambda"), aws_endpoint.client("kinesis")
+    stream = unique("mapped")
+    kinesis.create_stream(StreamName=stream, ShardCount=1)
+    stream_arn = kinesis.describe_stream_summary(StreamName=stream)["StreamDescriptionSummary"]["StreamARN"]
+    by_name = create_function({"S3Bucket": "hot-reload", "S3Key": str(tmp_path)})
+    by_arn = create_function({"S3Bucket": "hot-reload", "S3Key": str(tmp_path)})
+    arn = lam.get_function(FunctionName=by_arn)["Configuration"]["FunctionArn"]
+    for function in (by_name, arn):
+        lam.create_event_source_mapping(FunctionName=function, EventSourceArn=stream_arn, StartingPosition="LATEST")
+    for name in (by_name, by_arn):
+        full = lam.get_function(FunctionName=name)["Configuration"]["FunctionArn"]
+        for asked in (name, full):
+            (mapping,) = lam.list_event_source_mappings(FunctionName=asked, EventSourceArn=stream_arn)[
+                "EventSourceMappings"
+            ]
+            assert mapping["FunctionArn"] == full
+
+
+def test_a_stream_mapping_created_without_settings_reads_back_with_lambdas_defaults(
+    aws_endpoint, create_function, tmp_path
+):
+    lam, kinesis = aws_endpoint.client("lambda"), aws_endpoint.client("kinesis")
+    stream = unique("defaults")
+    kinesis.create_stream(StreamName=stream, ShardCount=1)
+    stream_arn = kinesis.describe_stream_summary(StreamName=stream)["StreamDescriptionSummary"]["StreamARN"]
+    function = create_function({"S3Bucket": "hot-reload", "S3Key": str(tmp_path)})
+    uuid_ = lam.create_event_source_mapping(
+        FunctionName=function, EventSourceArn=stream_arn, StartingPosition="TRIM_HORIZON", BatchSize=7
+    )["UUID"]
+    mapping = lam.get_event_source_mapping(UUID=uuid_)
+    assert mapping["BatchSize"] == 7  # what was sent wins
+    assert (mapping["BisectBatchOnFunctionError"], mapping["MaximumRetryAttempts"]) == (False, -1)
+    assert (mapping["MaximumRecordAgeInSeconds"], mapping["ParallelizationFactor"]) == (-1, 1)
+    assert (mapping["MaximumBatchingWindowInSeconds"], mapping["FunctionResponseTypes"]) == (0, [])
