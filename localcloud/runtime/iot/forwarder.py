@@ -5,9 +5,11 @@ Records queue per (stream, partition key). Each PutRecords call carries at most 
 overtake an earlier one: the failed head is retried, with backoff, before anything behind it. Keys are served
 round robin, so one chatty device cannot starve the others.
 
-After `max_attempts` failed tries (stream missing, endpoint down, throttling) the record goes to the rule's
-errorAction (SQS, AWS's message shape); if there is none, or it fails too, the record is dropped and logged, as
-AWS does. Either way `on_done` is called exactly once per record, which is when the MQTT message may be acked.
+After `max_attempts` failed tries (stream missing, throttling) the record goes to the rule's errorAction (SQS,
+AWS's message shape); if there is none, or it fails too, the record is dropped and logged, as AWS does. Either
+way `on_done` is called exactly once per record, which is when the MQTT message may be acked. An endpoint that
+cannot be reached at all (killed, restarting) is no failed try: IoT Core would be down with it, so the records
+wait, unacked, and are sent when it answers again (its Kinesis store kept everything it had acknowledged).
 """
 
 from __future__ import annotations
@@ -23,7 +25,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from botocore.exceptions import BotoCoreError, ClientError
+from botocore.exceptions import BotoCoreError, ClientError, HTTPClientError
+from botocore.exceptions import ConnectionError as EndpointUnreachable
 
 from localcloud.runtime.iot.sql import Message
 
@@ -32,6 +35,7 @@ LOG = logging.getLogger(__name__)
 MAX_RECORDS_PER_CALL = 500
 MAX_BYTES_PER_CALL = 5 * 1024 * 1024
 MAX_PARTITION_KEY_LENGTH = 256
+ENDPOINT_RETRY_S = 0.5  # how often records wait on an unreachable endpoint are sent again
 
 
 @dataclass
@@ -168,6 +172,11 @@ class KinesisForwarder:
         entries = [{"Data": record.data, "PartitionKey": record.partition_key} for record in batch]
         try:
             results = self._kinesis.put_records(StreamName=stream, Records=entries)["Records"]
+        except (EndpointUnreachable, HTTPClientError) as exc:  # refused, reset, timed out: not an answer
+            LOG.warning("Kinesis endpoint unreachable, %d records wait for it: %s", len(batch), exc)
+            for record in batch:
+                record.not_before = time.monotonic() + ENDPOINT_RETRY_S
+            return
         except (ClientError, BotoCoreError) as exc:
             results = [{"ErrorCode": type(exc).__name__, "ErrorMessage": str(exc)}] * len(batch)
         now = time.monotonic()

@@ -6,7 +6,7 @@ them all before the server imports any backend; it is idempotent.
 
 from __future__ import annotations
 
-from localcloud.servers.moto_patches import awslambda, awslambda_deploy, iot, kinesis, logs
+from localcloud.servers.moto_patches import awslambda, awslambda_deploy, iot, iot_rules, kinesis, logs
 
 
 def apply() -> None:
@@ -15,4 +15,5 @@ def apply() -> None:
     awslambda.apply()
     awslambda_deploy.apply()
     iot.apply()
+    iot_rules.apply()  # after kinesis: the rules are kept in its store
     logs.apply()

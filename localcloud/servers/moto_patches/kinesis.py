@@ -187,16 +187,13 @@ class _Record:
     def __init__(self, stored: StoredRecord) -> None:
         self.stored = stored
 
-    @property
-    def sequence_number(self) -> int:
-        return self.stored.sequence
-
     def to_json(self) -> dict[str, Any]:
+        sequence, arrived_at, partition_key, data = self.stored
         return {
-            "Data": self.stored.data,
-            "PartitionKey": self.stored.partition_key,
-            "SequenceNumber": str(self.stored.sequence),
-            "ApproximateArrivalTimestamp": datetime.fromtimestamp(self.stored.arrived_at, UTC),
+            "Data": data,
+            "PartitionKey": partition_key,
+            "SequenceNumber": str(sequence),
+            "ApproximateArrivalTimestamp": datetime.fromtimestamp(arrived_at, UTC),
         }
 
 
@@ -230,8 +227,8 @@ def _records_in_the_store() -> None:
         records = store().read(state, after, int(limit or _GET_RECORDS_DEFAULT_LIMIT), not_before)
         if not records:
             return [], after, 0
-        behind_s = state.newest_arrival - records[-1].arrived_at
-        return [_Record(record) for record in records], records[-1].sequence, int(behind_s * 1000)
+        last_sequence, last_arrival = records[-1][:2]
+        return [_Record(record) for record in records], last_sequence, int((state.newest_arrival - last_arrival) * 1000)
 
     install(Shard, "put_record", put_record)
     install(Shard, "get_max_sequence_number", get_max_sequence_number)

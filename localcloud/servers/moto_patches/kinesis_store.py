@@ -8,7 +8,7 @@ kill of the endpoint process (not a power cut, which the local cloud does not pr
 
 Stream metadata (shards, hash ranges, retention, tags) and the event source mappings' UUIDs are kept too, so a
 restarted endpoint serves the same streams with sequence numbers that keep increasing, and shard iterators and
-the ESM poller's checkpoints stay valid. Records older than the stream's retention are never returned and are
+the ESM poller's checkpoints stay valid. So are the IoT topic rules that put into the streams (see iot_rules.py). Records older than the stream's retention are never returned and are
 deleted a chunk at a time.
 
 Sequence numbers of a shard are contiguous (1, 2, 3, ...) and arrival times never decrease along them, so the
@@ -67,15 +67,19 @@ CREATE TABLE IF NOT EXISTS mapping (
     uuid TEXT NOT NULL,
     PRIMARY KEY (function_arn, event_source_arn)
 );
+CREATE TABLE IF NOT EXISTS topic_rule (
+    account TEXT NOT NULL,
+    region TEXT NOT NULL,
+    name TEXT NOT NULL,
+    document TEXT NOT NULL,
+    PRIMARY KEY (account, region, name)
+);
 """
 
 
-@dataclass(frozen=True)
-class StoredRecord:
-    sequence: int
-    arrived_at: float
-    partition_key: str
-    data: bytes
+# (sequence number, arrival epoch seconds, partition key, data): plain tuples, as SQLite returns them, because
+# GetRecords returns up to 10,000 at a time and an object per record cost more than reading them.
+StoredRecord = tuple[int, float, str, bytes]
 
 
 @dataclass(frozen=True)
@@ -262,12 +266,11 @@ class KinesisStore:
     def read(self, shard: ShardState, after: int, limit: int, not_before: float) -> list[StoredRecord]:
         """Up to `limit` records after sequence `after` that arrived at or after `not_before` (the retention)."""
         with self._lock:
-            rows = self._conn.execute(
+            return self._conn.execute(
                 "SELECT sequence, arrived_at, partition_key, data FROM record"
                 " WHERE shard_key = ? AND sequence > ? AND arrived_at >= ? ORDER BY sequence LIMIT ?",
                 (shard.key, max(after, shard.expired_through), not_before, limit),
             ).fetchall()
-        return [StoredRecord(*row) for row in rows]
 
     def oldest_sequence(self, shard: ShardState, not_before: float) -> int:
         """The oldest record kept (0 when the shard holds none)."""
@@ -342,3 +345,19 @@ class KinesisStore:
     def forget_mapping(self, uuid: str) -> None:
         with self._lock:
             self._conn.execute("DELETE FROM mapping WHERE uuid = ?", (uuid,))
+
+    # -- IoT topic rules ---------------------------------------------------------------------------------------
+    def topic_rules(self) -> list[tuple[str, str, str, dict[str, Any]]]:
+        """(account, region, rule name, document) of every rule kept."""
+        with self._lock:
+            rows = self._conn.execute("SELECT account, region, name, document FROM topic_rule ORDER BY 1, 2, 3")
+            return [(r[0], r[1], r[2], json.loads(r[3])) for r in rows.fetchall()]
+
+    def save_topic_rules(self, account: str, region: str, documents: dict[str, dict[str, Any]]) -> None:
+        """The rules of one account and region, replacing what was kept for it."""
+        with self._lock, self._transaction():
+            self._conn.execute("DELETE FROM topic_rule WHERE account = ? AND region = ?", (account, region))
+            self._conn.executemany(
+                "INSERT INTO topic_rule (account, region, name, document) VALUES (?, ?, ?, ?)",
+                [(account, region, name, json.dumps(d, sort_keys=True)) for name, d in documents.items()],
+            )

@@ -1,5 +1,6 @@
-"""Durable Kinesis on the real endpoint over HTTP: each test runs our moto launcher on a store file of its own,
-kills it (SIGKILL) or stops it, and starts it again on the same file."""
+"""The endpoint's durable state over HTTP (Kinesis streams and records, mapping UUIDs, IoT topic rules): each test
+runs our moto launcher on a store file of its own, kills it (SIGKILL) or stops it, and starts it again on the
+same file."""
 
 from __future__ import annotations
 
@@ -248,3 +249,31 @@ def test_a_kinesis_mapping_created_again_after_a_restart_keeps_its_uuid(endpoint
     lam.delete_event_source_mapping(UUID=first)
     endpoint.restart()
     assert mapping() != first  # deleted: a new mapping is a new one, as on AWS
+
+
+def test_topic_rules_survive_a_restart_as_they_were(endpoint):
+    iot = endpoint.aws.client("iot")
+    payload = {
+        "sql": "SELECT *, topic(2) AS device_id FROM 'devices/+/telemetry'",
+        "awsIotSqlVersion": "2016-03-23",
+        "ruleDisabled": False,
+        "actions": [
+            {"kinesis": {"streamName": "s", "partitionKey": "${topic(2)}", "roleArn": "arn:aws:iam::1:role/r"}}
+        ],
+        "errorAction": {"sqs": {"queueUrl": "http://q", "roleArn": "arn:aws:iam::1:role/r"}},
+    }
+    iot.create_topic_rule(ruleName="telemetry", topicRulePayload=payload)
+    iot.create_topic_rule(ruleName="paused", topicRulePayload={**payload, "sql": "SELECT * FROM 'other/#'"})
+    iot.disable_topic_rule(ruleName="paused")
+    iot.create_topic_rule(ruleName="gone", topicRulePayload=payload)
+    iot.delete_topic_rule(ruleName="gone")
+    before = {name: iot.get_topic_rule(ruleName=name)["rule"] for name in ("telemetry", "paused")}
+
+    iot = endpoint.restart().aws.client("iot")
+
+    assert sorted(r["ruleName"] for r in iot.list_topic_rules()["rules"]) == ["paused", "telemetry"]
+    assert {name: iot.get_topic_rule(ruleName=name)["rule"] for name in ("telemetry", "paused")} == before
+    assert before["paused"]["ruleDisabled"] is True
+    iot.replace_topic_rule(ruleName="telemetry", topicRulePayload={**payload, "sql": "SELECT 1 FROM 'x'"})
+    iot = endpoint.restart().aws.client("iot")
+    assert iot.get_topic_rule(ruleName="telemetry")["rule"]["sql"] == "SELECT 1 FROM 'x'"

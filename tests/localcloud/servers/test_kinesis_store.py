@@ -49,7 +49,7 @@ def test_a_batch_is_written_at_its_end_and_a_discarded_one_leaves_nothing(tmp_pa
         batch.discard()
     assert shard.last_sequence == 3 and stored_count(tmp_path / "k.db") == 3
     assert store.append(shard, "p", b"next") == 4  # outside a batch: written at once
-    assert [r.data for r in store.read(shard, 0, 10, 0.0)] == [b"0", b"1", b"2", b"next"]
+    assert [r[3] for r in store.read(shard, 0, 10, 0.0)] == [b"0", b"1", b"2", b"next"]
 
 
 def test_a_failed_write_winds_the_counters_back(tmp_path):
@@ -112,7 +112,7 @@ def test_a_committed_batch_survives_a_sigkill_of_its_process(tmp_path):
     store = KinesisStore(tmp_path / "k.db")
     shard = store.shard(1, "shardId-000000000000")
     assert shard.last_sequence == 500
-    assert [r.data for r in store.read(shard, 0, 1000, 0.0)] == [b"%d" % i for i in range(500)]
+    assert [r[3] for r in store.read(shard, 0, 1000, 0.0)] == [b"%d" % i for i in range(500)]
 
 
 def test_records_past_the_retention_are_never_read_and_are_deleted_a_chunk_at_a_time(tmp_path, monkeypatch):
@@ -127,11 +127,11 @@ def test_records_past_the_retention_are_never_read_and_are_deleted_a_chunk_at_a_
     store.append(shard, "p", b"new")
     not_before = clock.now - 50
 
-    assert [r.data for r in store.read(shard, 0, 100, not_before)] == [b"new"]  # before any deletion
+    assert [r[3] for r in store.read(shard, 0, 100, not_before)] == [b"new"]  # before any deletion
     assert store.oldest_sequence(shard, not_before) == 11
     assert [store.expire(shard, not_before) for _ in range(4)] == [4, 4, 2, 0]
     assert stored_count(tmp_path / "k.db") == 1
-    assert [r.data for r in store.read(shard, 0, 100, not_before)] == [b"new"]
+    assert [r[3] for r in store.read(shard, 0, 100, not_before)] == [b"new"]
 
 
 def test_arrival_times_never_go_back_along_the_sequence(tmp_path):
@@ -141,7 +141,7 @@ def test_arrival_times_never_go_back_along_the_sequence(tmp_path):
     store.append(shard, "p", b"a")
     clock.now -= 30  # the wall clock stepped back
     store.append(shard, "p", b"b")
-    arrivals = [r.arrived_at for r in store.read(shard, 0, 10, 0.0)]
+    arrivals = [r[1] for r in store.read(shard, 0, 10, 0.0)]
     assert arrivals == [1_000_000.0, 1_000_000.0]
 
 
