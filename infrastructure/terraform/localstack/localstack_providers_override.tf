@@ -1,4 +1,4 @@
-# Points the AWS provider at LocalStack (or the docker-free local cloud's moto endpoint, same port).
+# Points the AWS provider at LocalStack (for the docker-free local cloud, see ../local/).
 # Terraform merges a file named *_override.tf into the provider block of the module it sits in, so copy
 # it next to the .tf files (the same file `tflocal` generates):
 #   cp localstack/localstack_providers_override.tf . && terraform apply -var-file=localstack/localstack.tfvars

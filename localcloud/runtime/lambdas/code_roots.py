@@ -1,8 +1,8 @@
 """The folders the invoker runs code from: the checkout and LOCALCLOUD_CODE_ROOTS, whatever a function says.
 
 The AWS endpoint creates any function for anyone who can reach it (no authentication, as with moto and
-LocalStack), and the runtime runs handlers as its own user, root in CI. So a function's code folder (the tag
-`localcloud:code-root`) must lie in a trusted folder, and its environment may neither add interpreter or loader
+LocalStack), and the runtime runs handlers as its own user, root in CI. So a function's code folder (its
+hot-reload code location, `S3Key`) must lie in a trusted folder, and its environment may neither add interpreter or loader
 search paths outside those folders nor preload anything. Two kinds of folder are never a code folder, even in
 the checkout: the local cloud's own package and the Python library (a virtualenv's site-packages), or any of
 their functions could be named as a handler. Refusals are CodeLocationError, which fails the invocation.

@@ -11,14 +11,14 @@ import pytest
 
 from localcloud.config import REPO_ROOT
 from localcloud.runtime.lambdas.code_roots import CodeLocationError, allowed_roots, check_function
-from localcloud.runtime.lambdas.function import FunctionConfig, FunctionConfigError
+from localcloud.runtime.lambdas.function import CODE_ROOT_SETTING, FunctionConfig, FunctionConfigError
 
 
 def config(code_root: Path, **environment: str) -> FunctionConfig:
     return FunctionConfig(
         name="fn", arn="arn:aws:lambda:us-east-1:123456789012:function:fn", handler="app.handler", runtime="python3.12",
         timeout_s=3, memory_mb=128, environment=environment, code_root=code_root.resolve(),
-        code_root_setting="tag localcloud:code-root", code_sha256="", last_modified="", reserved_concurrency=None,
+        code_root_setting=CODE_ROOT_SETTING, code_sha256="", last_modified="", reserved_concurrency=None,
     )  # fmt: skip
 
 
@@ -42,7 +42,7 @@ def test_code_outside_is_refused_naming_the_setting_and_the_remedy(folders):
 
     message = str(refused.value)
     assert str(folders["outside"]) in message
-    assert "tag localcloud:code-root" in message
+    assert CODE_ROOT_SETTING in message
     assert "LOCALCLOUD_CODE_ROOTS" in message
     assert refused.value.error_type == "CodeVerificationFailedException"
 
