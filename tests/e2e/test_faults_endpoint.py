@@ -1,7 +1,8 @@
 """The fault suite's AWS-endpoint faults: the endpoint (moto) killed with SIGKILL while its stream holds readings
-not yet processed, and the whole local cloud stopped without the runtime's drain. Kinesis records live in the
-endpoint's store under the state folder, so `localcloud up` brings them back: every acknowledged reading is
-stored exactly once, the mapping resumes from its checkpoints, and the stream's sequence numbers go on.
+not yet processed, killed while devices publish, and the whole local cloud stopped without the runtime's drain.
+Kinesis records live in the endpoint's store under the state folder, so `localcloud up` brings them back, and
+the rules engine holds what arrives while the endpoint is down: every acknowledged reading is stored exactly
+once, the mapping resumes from its checkpoints, and the stream's sequence numbers go on.
 
 Helpers come from test_faults.py; this module runs a local cloud of its own (the endpoint is killed)."""
 
@@ -9,6 +10,8 @@ from __future__ import annotations
 
 import os
 import signal
+import threading
+import time
 import uuid
 from collections.abc import Iterator
 
@@ -102,6 +105,33 @@ def test_endpoint_killed_mid_stream_loses_no_acknowledged_reading(cloud: LocalCl
         assert numbers == sorted(set(numbers))
         after_restart = [number for number, data in records if f"{prefix}late-".encode() in data]
         assert after_restart and min(after_restart) > max(set(numbers) - set(after_restart))
+    assert_hourly_kpis_match_rows(cloud, prefix)
+
+
+@pytest.mark.timeout(600)
+def test_endpoint_killed_while_devices_publish_loses_no_acknowledged_reading(cloud: LocalCloud):
+    prefix = f"motodown-{uuid.uuid4().hex[:6]}-"
+    messages = list(simulation(prefix, devices=200, per_minute=60, duration_s=40).messages())
+    dropped_before = rule_counts(cloud)["dropped"]
+    # Paced over 12 s: readings keep arriving at the broker while the endpoint is dead and restarting.
+    sender = threading.Thread(
+        target=publish, args=(cloud, ((m.topic, m.payload) for m in messages)), kwargs={"pace_s": 12 / len(messages)}
+    )
+    sender.start()
+    try:
+        time.sleep(3)
+        moto = cloud.recorded_pids()["moto"]
+        os.kill(moto, signal.SIGKILL)
+        wait_until(lambda: not pid_alive(moto), timeout=10, what="the endpoint to die")
+        time.sleep(3)  # the rules engine holds what arrives meanwhile
+        assert sender.is_alive()  # the outage was mid-stream
+        cloud.check("up")
+    finally:
+        sender.join(timeout=120)
+
+    expect_exactly(cloud, prefix, {key_of(m.key) for m in messages}, timeout=240)
+    assert rule_counts(cloud)["dropped"] == dropped_before
+    assert rejects(cloud, prefix) == []
     assert_hourly_kpis_match_rows(cloud, prefix)
 
 
