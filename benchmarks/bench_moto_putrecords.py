@@ -1,16 +1,19 @@
 """Kinesis PutRecords/GetRecords on stock moto vs our patched launcher, both started in this run.
 
 Stock moto's put_record rebuilds the shard's key list for every record (O(n)) and GetRecords scans the shard
-from its start; localcloud.servers.moto_patches makes both independent of the shard's size.
+from its start; localcloud.servers.moto_patches makes both independent of the shard's size. The patched
+launcher keeps its records on disk (LOCALCLOUD_KINESIS_DB in a temporary folder), as `localcloud up` runs it.
 """
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
+import tempfile
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 
 import boto3
 
@@ -22,6 +25,7 @@ PREFILL = 50_000
 TIMED = 5_000
 BATCH = 500
 TIP_POLLS = 100
+READ_LIMIT = 10_000  # GetRecords' maximum, what a consumer catching up asks for
 RECORD = b'{"device_id":"dev-0001","ts":1714567890123,"seq":123456,"rss":-67,"battery":88.5,"temp":21.25}'
 SERVERS: dict[str, list[str]] = {
     "stock moto": [sys.executable, "-m", "moto.server"],
@@ -29,10 +33,11 @@ SERVERS: dict[str, list[str]] = {
 }
 
 
-def start(command: list[str]) -> tuple[subprocess.Popen, str]:
+def start(command: list[str], env: Mapping[str, str]) -> tuple[subprocess.Popen, str]:
     port = free_port()
     proc = subprocess.Popen(
         [*command, "--host", "127.0.0.1", "--port", str(port)],
+        env={**os.environ, **env},
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
         start_new_session=True,
@@ -60,6 +65,19 @@ def poll_tip(kinesis, stream: str) -> float:
     return time.perf_counter() - started
 
 
+def read_backlog(kinesis, stream: str) -> tuple[int, float]:
+    """(records, seconds) to read the whole shard from TRIM_HORIZON, as a consumer catching up does."""
+    iterator = kinesis.get_shard_iterator(
+        StreamName=stream, ShardId="shardId-000000000000", ShardIteratorType="TRIM_HORIZON"
+    )["ShardIterator"]
+    count = 0
+    started = time.perf_counter()
+    while records := (response := kinesis.get_records(ShardIterator=iterator, Limit=READ_LIMIT))["Records"]:
+        count += len(records)
+        iterator = response["NextShardIterator"]
+    return count, time.perf_counter() - started
+
+
 def measure(url: str) -> dict[str, float]:
     kinesis = boto3.client(
         "kinesis", endpoint_url=url, region_name="us-east-1", aws_access_key_id="test", aws_secret_access_key="test"
@@ -77,18 +95,23 @@ def measure(url: str) -> dict[str, float]:
     put(kinesis, filled, PREFILL)
     rates["prefilled"] = TIMED / put(kinesis, filled, TIMED)
     rates["tip polls"] = TIP_POLLS / poll_tip(kinesis, filled)
+    count, seconds = read_backlog(kinesis, filled)
+    assert count == PREFILL + TIMED, f"read {count} of {PREFILL + TIMED} records"
+    rates["backlog read"] = count / seconds
     return rates
 
 
 def run() -> list[Figure]:
     results: dict[str, dict[str, float]] = {}
-    for name, command in SERVERS.items():
-        proc, url = start(command)
-        try:
-            results[name] = measure(url)
-        finally:
-            terminate_group(proc.pid)
-            proc.wait(timeout=10)
+    with tempfile.TemporaryDirectory(prefix="iotkpi-bench-kinesis-") as folder:
+        for name, command in SERVERS.items():
+            env = {"LOCALCLOUD_KINESIS_DB": os.path.join(folder, "kinesis.db")} if name == "patched moto" else {}
+            proc, url = start(command, env)
+            try:
+                results[name] = measure(url)
+            finally:
+                terminate_group(proc.pid)
+                proc.wait(timeout=10)
 
     volume = f"{TIMED:,} records x {len(RECORD)} B, PutRecords batches of {BATCH}, 1 shard, 1 writer"
     filled_volume = f"{volume}, shard pre-filled with {PREFILL:,}"
@@ -106,6 +129,15 @@ def run() -> list[Figure]:
             "calls/s",
             rates["tip polls"],
             f"{TIP_POLLS} calls, shard of {PREFILL + TIMED:,} records",
+        )
+        for server, rates in results.items()
+    ]
+    figures += [
+        Figure(
+            f"{server} GetRecords reading the filled shard from TRIM_HORIZON",
+            "records/s",
+            rates["backlog read"],
+            f"{PREFILL + TIMED:,} records x {len(RECORD)} B, Limit {READ_LIMIT:,}",
         )
         for server, rates in results.items()
     ]
