@@ -18,7 +18,7 @@ from localcloud.progress import step
 def down(settings: Settings) -> None:
     registry = registry_for(settings)
     for name in (SIMULATOR, RUNTIME, MOSQUITTO, MOTO):
-        # The runtime drains the stream before it exits (moto's streams live in memory): give it the time.
+        # The runtime drains the stream before it exits (an optimisation: streams are kept on disk): give it the time.
         timeout = RUNTIME_STOP_TIMEOUT_S if name == RUNTIME else 10.0
         step(f"{name}: " + ("stopped" if registry.stop(name, timeout) else "was not running"))
     if uses_private_cluster(settings):

@@ -129,8 +129,8 @@ class Runtime:
 
     def drain(self, timeout: float = DRAIN_TIMEOUT_S) -> None:
         """Let the pollers process what the stream holds (new records stopped with the rules engine; messages
-        still queued in the broker wait in its persistent session). moto keeps streams in memory only, so
-        records left unprocessed when it stops are gone: this is what makes `down` lose nothing."""
+        still queued in the broker wait in its persistent session). An optimisation: the endpoint keeps its
+        streams on disk, so what is left is processed after the next `up`, from the mappings' checkpoints."""
         deadline = time.monotonic() + timeout
         idle_polls = 0
         while idle_polls < DRAIN_IDLE_POLLS:
