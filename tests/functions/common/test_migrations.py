@@ -12,7 +12,7 @@ from datetime import UTC, date, datetime, timedelta
 
 import psycopg
 import pytest
-from common.flavour import FlavourError
+from common.flavour import FlavourError, TimescaleSupport, timescale_support
 from common.migrations import MIGRATIONS_DIR, MigrationError, MigrationRun, discover, migrate
 from pglast import ast, parse_sql
 from pglast.visitors import Visitor
@@ -172,10 +172,19 @@ def test_a_timescale_database_on_a_server_without_timescaledb_is_refused(databas
         migrate(database_url, requested="auto")
 
 
+def support_seen_by(url: str) -> TimescaleSupport:
+    with psycopg.connect(url) as conn:
+        return timescale_support(conn)
+
+
 def test_the_timescaledb_library_decides_the_flavour_and_a_timescale_database_needs_it(timescaledb_bin_dir):
     """Binaries with TimescaleDB, started without and with shared_preload_libraries."""
     with temporary_cluster("iotkpi-test-preload-", flavour="postgres") as cluster:
         plain, hyper = cluster.create_database("plain"), cluster.create_database("hyper")
+        # A login that is no superuser (may not read shared_preload_libraries) tells the two servers apart too.
+        query(cluster.url("postgres"), "CREATE ROLE migrator LOGIN PASSWORD 'migrator'")
+        migrator = psycopg.conninfo.make_conninfo(plain, user="migrator", password="migrator")
+        assert support_seen_by(migrator) == TimescaleSupport(library_loaded=False, extension_available=True)
         refused = migrate_command(plain, "timescale")  # the extension is there, the library is not loaded
         assert refused.returncode == 2 and PRELOAD_HINT in refused.stderr, refused.stderr
         assert public_tables(plain) == []
@@ -184,11 +193,11 @@ def test_the_timescaledb_library_decides_the_flavour_and_a_timescale_database_ne
 
         cluster.stop()
         cluster.start(flavour="timescale")
+        assert support_seen_by(migrator) == TimescaleSupport(library_loaded=True, extension_available=True)
         assert migrate(hyper, requested="auto").flavour == "timescale"
         assert query(hyper, "SELECT DISTINCT flavour FROM schema_migrations") == [("timescale",)]
-        assert migrate(plain, requested="auto") == MigrationRun(
-            "postgres", []
-        )  # keeps its flavour on a server that could now host the other
+        # keeps its flavour on a server that could now host the other
+        assert migrate(plain, requested="auto") == MigrationRun("postgres", [])
         assert query(plain, "SELECT DISTINCT flavour FROM schema_migrations") == [("postgres",)]
 
         cluster.stop()
