@@ -94,8 +94,17 @@ def progress_line(line: str) -> str | None:
     return None
 
 
-def run(args: list[str], module: Path, env: Mapping[str, str], log_file: Path, progress: Callable[[str], None]) -> str:
-    """Run terraform in the workspace; its output goes to `log_file`, progress lines to `progress`. Its stdout."""
+def run(
+    args: list[str],
+    module: Path,
+    env: Mapping[str, str],
+    log_file: Path,
+    progress: Callable[[str], None],
+    *,
+    logged: bool = True,
+) -> str:
+    """Run terraform in the workspace; its output goes to `log_file` (unless not `logged`: state dumps), progress
+    lines to `progress`. Its stdout."""
     log_file.parent.mkdir(parents=True, exist_ok=True)
     lines: list[str] = []
     with log_file.open("a") as log:
@@ -106,7 +115,8 @@ def run(args: list[str], module: Path, env: Mapping[str, str], log_file: Path, p
         )  # fmt: skip
         assert process.stdout is not None
         for line in process.stdout:
-            log.write(line)
+            if logged:
+                log.write(line)
             lines.append(line.rstrip("\n"))
             step = progress_line(line)
             if step:
@@ -123,7 +133,7 @@ def state(module: Path, env: Mapping[str, str], log_file: Path) -> dict[str, Any
     """`terraform show -json` of the workspace's state ({} before the first apply)."""
     if not (module / "terraform.tfstate").exists():
         return {}
-    return json.loads(run(["show", "-json"], module, env, log_file, lambda _: None) or "{}")
+    return json.loads(run(["show", "-json"], module, env, log_file, lambda _: None, logged=False) or "{}")
 
 
 def resources(state_document: Mapping[str, Any]) -> dict[str, dict[str, Any]]:
