@@ -1,11 +1,14 @@
 """What the ingest decides about a batch, without I/O: each record becomes a reading row or a reject.
 
-Readings are kept as rows (tuples in common.telemetry.READING_COLUMNS order), the form COPY writes: the
-ingest handles thousands of records a second, and a row costs less to build than an object.
+The ingest handles thousands of records a second, so the usual record costs its bytes and its row and no
+object more. Readings are kept as rows (tuples in common.telemetry.READING_COLUMNS order), the form COPY
+writes. Where a record came from (its Source) is built only for the few records that need it: a reject, or
+a reading the database refuses.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
 from typing import NamedTuple
@@ -29,6 +32,10 @@ class Source(NamedTuple):
         return None if self.arrival_timestamp is None else datetime.fromtimestamp(self.arrival_timestamp, UTC)
 
 
+# The Source of the record at a position of the batch (the event adapter's: it knows the records' envelope).
+SourceOf = Callable[[int], Source]
+
+
 @dataclass(frozen=True, slots=True)
 class Reject:
     source: Source
@@ -41,24 +48,22 @@ class Reject:
 class Batch:
     """The readings to store and the records refused, in stream order."""
 
+    source_of: SourceOf
     rows: list[tuple] = field(default_factory=list)
-    sources: list[Source] = field(default_factory=list)  # sources[i] carried rows[i]
+    positions: list[int] = field(default_factory=list)  # positions[i]: the record that carried rows[i]
     rejects: list[Reject] = field(default_factory=list)
-    # An event source mapping batch comes from one shard (Lambda reads each shard on its own).
-    shard_id: str | None = None
-
-    def add(self, outcome: tuple | Reject, source: Source) -> None:
-        if self.shard_id is None:
-            self.shard_id = source.shard_id
-        if type(outcome) is tuple:
-            self.rows.append(outcome)
-            self.sources.append(source)
-        else:
-            self.rejects.append(outcome)
 
     @property
     def empty(self) -> bool:
         return not self.rows and not self.rejects
+
+    @property
+    def shard_id(self) -> str | None:
+        """An event source mapping batch comes from one shard (Lambda reads each shard on its own)."""
+        return None if self.empty else self.source_of(0).shard_id
+
+    def source_of_row(self, index: int) -> Source:
+        return self.source_of(self.positions[index])
 
 
 def partition_days(rows: list[tuple]) -> list[date]:
@@ -66,22 +71,27 @@ def partition_days(rows: list[tuple]) -> list[date]:
     return sorted({row[TS].date() for row in rows})
 
 
-def classify(source: Source, parser: RowParser) -> tuple | Reject:
-    """A record's verdict. Anything that is not a valid reading is a reject, so it never blocks the shard."""
-    try:
-        return parser(source.raw)
-    except InvalidReading as invalid:
-        # Records refused before their device_id is read (oversize, invalid JSON) still belong to a device.
-        return Reject(source, invalid.code, invalid.reason, invalid.device_id or _device_of(source))
-    except Exception as exc:  # a defect of ours must not block the shard either: the raw bytes are kept
-        reason = f"internal_error: {type(exc).__name__}: {exc}"[:1000]
-        return Reject(source, "internal_error", reason, _device_of(source))
+def classify(data: Sequence[bytes], source_of: SourceOf, parser: RowParser) -> Batch:
+    """Every record's verdict, in stream order (`data`: the records' bytes). Anything that is not a valid
+    reading is a reject, never a failure, so that no record blocks the shard."""
+    batch = Batch(source_of)
+    rows, positions = batch.rows, batch.positions
+    for position, raw in enumerate(data):
+        try:
+            row = parser(raw)
+        except InvalidReading as invalid:
+            source = source_of(position)
+            # Records refused before their device_id is read (oversize, invalid JSON) still belong to a device.
+            batch.rejects.append(Reject(source, invalid.code, invalid.reason, invalid.device_id or _device_of(source)))
+        except Exception as exc:  # a defect of ours must not block the shard either: the raw bytes are kept
+            source = source_of(position)
+            reason = f"internal_error: {type(exc).__name__}: {exc}"[:1000]
+            batch.rejects.append(Reject(source, "internal_error", reason, _device_of(source)))
+        else:
+            rows.append(row)
+            positions.append(position)
+    return batch
 
 
 def _device_of(source: Source) -> str | None:
     return source.partition_key[:128] or None
-
-
-def shard_of(event_id: str) -> str:
-    """Kinesis eventID is '<shardId>:<sequenceNumber>'."""
-    return event_id.split(":", 1)[0]

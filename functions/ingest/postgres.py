@@ -4,14 +4,20 @@ of it, and a redelivered batch adds nothing (the primary key (device_id, ts, seq
 duplicates).
 
 Two ways in for the readings, because COPY has no ON CONFLICT:
-- direct: COPY straight into telemetry, under a savepoint. This is the usual case (readings new), and costs
-  what a bare COPY costs. A reading already stored makes it fail with a unique violation (for a redelivered
-  batch at its first row, so little is wasted);
-- staged: then the savepoint is rolled back, the rows are COPied into a temporary table, and
-  INSERT ... SELECT ... ON CONFLICT DO NOTHING takes the new ones.
+- direct: COPY straight into telemetry, under a savepoint. This is the usual case (readings new, their
+  days' partitions there), and costs what a bare COPY costs. A reading already stored makes it fail with a
+  unique violation (for a redelivered batch at its first row, so little is wasted), and so does a reading
+  whose day has no partition yet (plain PostgreSQL; TimescaleDB makes its chunks itself);
+- staged: then the savepoint is rolled back, the batch's days get their partitions, the rows are COPied
+  into a temporary table, and INSERT ... SELECT ... ON CONFLICT DO NOTHING takes the new ones.
 Either way one statement then does the bookkeeping (statements.py), from the readings actually inserted.
 Any other database error is raised as BatchNotStored: the batch is delivered again, and the write being
 idempotent, what it may have stored (one reading at a time) is not stored twice.
+
+Round trips are the write's main cost after the COPY itself, so the statements around the COPY go in
+pipeline mode (COPY itself cannot): BEGIN and the savepoint in one round trip, the COPY in two, the
+bookkeeping and COMMIT in one; four in all, as many as a bare COPY in its own transaction. Partitions are
+created only when a COPY finds one missing (once a day, or for a late reading), not checked for every batch.
 """
 
 from __future__ import annotations
@@ -27,6 +33,7 @@ from common.db import Database
 from psycopg.types.json import set_json_dumps
 
 from ingest.batch import DEVICE_ID, TS, Batch, Reject, partition_days
+from ingest.pg_arrays import DeviceIds, UtcTimestamps, register_array_dumpers
 from ingest.ports import BatchNotStored, WriteResult
 from ingest.statements import (
     BOOKKEEPING_AFTER_COPY,
@@ -36,6 +43,8 @@ from ingest.statements import (
     CREATE_STAGING,
     ENSURE_PARTITIONS,
     INSERT_FROM_STAGING,
+    ROLLBACK_TO_SAVEPOINT,
+    SAVEPOINT,
 )
 
 
@@ -59,6 +68,7 @@ class PostgresTelemetryStore:
             with self._database.transaction() as conn:
                 if conn is not self._adapted:
                     set_json_dumps(dump_json, context=conn)
+                    register_array_dumpers(conn)
                     self._adapted = conn
                     self._staging_ready = False
                 yield conn
@@ -87,39 +97,49 @@ class PostgresTelemetryStore:
 
     def _store(self, conn: psycopg.Connection, shard_id: str | None, rows: list[tuple], rejects: list[Reject],
                batches: int) -> int:  # fmt: skip
-        """Readings, rejects and their counts in ingest_stats, in `conn`'s transaction; returns readings inserted."""
+        """Readings, rejects and their counts in ingest_stats, in `conn`'s transaction, which this commits;
+        returns the readings inserted."""
         with conn.cursor() as cur:
             statement = BOOKKEEPING_AFTER_COPY
             if rows:
-                # In the batch's transaction: a new partition's lock on telemetry is held only until this batch
-                # commits, and the call costs one round trip when the partitions exist.
-                cur.execute(ENSURE_PARTITIONS, (partition_days(rows),))
-                cur.execute("SAVEPOINT direct_copy")
+                with conn.pipeline():
+                    cur.execute(SAVEPOINT)
                 try:
                     _copy(cur, COPY_TELEMETRY, rows)
-                except psycopg.errors.UniqueViolation:
-                    cur.execute("ROLLBACK TO SAVEPOINT direct_copy")
-                    self._stage(cur, rows)
+                except (psycopg.errors.UniqueViolation, psycopg.errors.CheckViolation) as exc:
+                    # A reading already stored, or "no partition of relation found for row" (a check violation
+                    # that names no constraint); a CHECK constraint that refused a row is raised.
+                    if isinstance(exc, psycopg.errors.CheckViolation) and exc.diag.constraint_name is not None:
+                        raise
+                    self._stage(conn, cur, rows)
                     statement = INSERT_FROM_STAGING
-            return _bookkeep(cur, statement, shard_id, rows, rejects, batches)
+            with conn.pipeline():
+                cur.execute(statement, _bookkeeping_params(shard_id, rows, rejects, batches))
+                conn.commit()  # in the statement's round trip: the enclosing transaction() has nothing left to do
+            return cur.fetchone()[0]
 
-    def _stage(self, cur: psycopg.Cursor, rows: list[tuple]) -> None:
-        """The rows into the staging table, for INSERT_FROM_STAGING (after a rollback to the savepoint)."""
-        cur.execute(ENSURE_PARTITIONS, (partition_days(rows),))  # those created under the savepoint are gone
-        if not self._staging_ready:
-            cur.execute(CREATE_STAGING)
-            self._staging_ready = True
+    def _stage(self, conn: psycopg.Connection, cur: psycopg.Cursor, rows: list[tuple]) -> None:
+        """The rows into the staging table, for INSERT_FROM_STAGING, after the direct COPY failed; their days'
+        partitions first (in the batch's transaction: a new partition's lock on telemetry is held only until
+        the batch commits)."""
+        with conn.pipeline():
+            cur.execute(ROLLBACK_TO_SAVEPOINT)
+            cur.execute(ENSURE_PARTITIONS, (partition_days(rows),))
+            if not self._staging_ready:
+                cur.execute(CREATE_STAGING)
+        self._staging_ready = True
         _copy(cur, COPY_STAGING, rows)
 
     def _write_one_by_one(self, batch: Batch) -> WriteResult:
         inserted = 0
         rejects = list(batch.rejects)
-        for row, source in zip(batch.rows, batch.sources, strict=True):
+        for index, row in enumerate(batch.rows):
             try:
                 with self._transaction() as conn:
                     inserted += self._store(conn, batch.shard_id, [row], [], batches=0)
             except (psycopg.DataError, psycopg.IntegrityError) as exc:
-                rejects.append(Reject(source, "db_refused", f"db_refused: {exc}"[:1000], row[DEVICE_ID]))
+                reason = f"db_refused: {exc}"[:1000]
+                rejects.append(Reject(batch.source_of_row(index), "db_refused", reason, row[DEVICE_ID]))
         with self._transaction() as conn:
             self._store(conn, batch.shard_id, [], rejects, batches=1)
         refused = len(rejects) - len(batch.rejects)
@@ -133,12 +153,12 @@ def _copy(cur: psycopg.Cursor, statement: str, rows: list[tuple]) -> None:
             copy.write_row(row)
 
 
-def _bookkeep(cur: psycopg.Cursor, statement: Any, shard_id: str | None, rows: list[tuple], rejects: list[Reject],
-              batches: int) -> int:  # fmt: skip
-    """Dirty hours, devices, rejects and ingest_stats for the readings just written; returns how many were new."""
-    params = {
-        "device_ids": [row[DEVICE_ID] for row in rows],
-        "timestamps": [row[TS] for row in rows],
+def _bookkeeping_params(shard_id: str | None, rows: list[tuple], rejects: list[Reject], batches: int) -> dict:
+    """The bookkeeping statement's parameters: the keys of the readings written (dirty hours, devices), the
+    rejects, and the batch's counts for ingest_stats."""
+    return {
+        "device_ids": DeviceIds(row[DEVICE_ID] for row in rows),
+        "timestamps": UtcTimestamps(row[TS] for row in rows),
         "reject_shards": [r.source.shard_id for r in rejects],
         "reject_sequences": [r.source.sequence_number for r in rejects],
         "reject_devices": [r.device_id for r in rejects],
@@ -150,5 +170,3 @@ def _bookkeep(cur: psycopg.Cursor, statement: Any, shard_id: str | None, rows: l
         "valid": len(rows),
         "batches": batches,
     }
-    row = cur.execute(statement, params).fetchone()
-    return row[0] if row else 0

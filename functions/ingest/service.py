@@ -1,7 +1,7 @@
 """The ingest's use case: a Kinesis batch's records -> readings and rejects -> one write -> rejects to the DLQ.
 
-Records are classified as the event adapter hands them over (BatchClassifier): every record becomes a
-reading or a reject, never a failure, so a poison record cannot block the shard. Records are validated
+The event adapter hands over the records' bytes in stream order (`classify_records`): every record becomes
+a reading or a reject, never a failure, so a poison record cannot block the shard. Records are validated
 against one clock per batch (a RowParser) and kept as COPY rows, not objects: at thousands of records a
 second the per-record microseconds are the ingest's cost.
 
@@ -15,28 +15,22 @@ a stored batch's rejects are copied to the DLQ.
 from __future__ import annotations
 
 import logging
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
 from common.telemetry import Limits, RowParser
 
-from ingest.batch import Batch, Reject, Source, classify
+from ingest.batch import Batch, Reject, SourceOf, classify
 from ingest.ports import RejectQueue, TelemetryStore
 
 logger = logging.getLogger("ingest")
 
 
-class BatchClassifier:
-    """One batch's records turned into readings and rejects, in stream order, against one clock."""
-
-    __slots__ = ("_parser", "batch")
-
-    def __init__(self, now: datetime, limits: Limits) -> None:
-        self.batch = Batch()
-        self._parser = RowParser(now, limits)
-
-    def add(self, source: Source) -> None:
-        self.batch.add(classify(source, self._parser), source)
+def classify_records(data: Sequence[bytes], source_of: SourceOf, now: datetime, limits: Limits) -> Batch:
+    """A batch's records (`data`: their bytes in stream order; `source_of`: where the one at a position came
+    from) as readings and rejects, against one clock."""
+    return classify(data, source_of, RowParser(now, limits))
 
 
 @dataclass(frozen=True)

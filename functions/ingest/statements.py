@@ -1,6 +1,8 @@
 """The ingest's SQL: the COPY targets and the one statement that does a batch's bookkeeping.
 
 Every column list is common.telemetry.READING_COLUMNS, the order `parse_row` gives a reading's fields in.
+The statements are composed once, here, into strings: psycopg renders a Composed query again at every
+execution, but caches the parsing of a string.
 """
 
 from common.telemetry import READING_COLUMNS
@@ -13,14 +15,21 @@ PG_TYPES = {"device_id": "text", "ts": "timestamptz", "seq": "int8", "rss": "flo
 COLUMN_TYPES = tuple(PG_TYPES[name] for name in READING_COLUMNS)
 COLUMNS = sql.SQL(", ").join(map(sql.Identifier, READING_COLUMNS))
 # The staging table's rows vanish at commit.
-CREATE_STAGING = sql.SQL("CREATE TEMPORARY TABLE IF NOT EXISTS ingest_staging ({}) ON COMMIT DELETE ROWS").format(
-    sql.SQL(", ").join(
-        sql.SQL("{} {}").format(sql.Identifier(name), sql.SQL(PG_TYPES[name])) for name in READING_COLUMNS
+CREATE_STAGING = (
+    sql.SQL("CREATE TEMPORARY TABLE IF NOT EXISTS ingest_staging ({}) ON COMMIT DELETE ROWS")
+    .format(
+        sql.SQL(", ").join(
+            sql.SQL("{} {}").format(sql.Identifier(name), sql.SQL(PG_TYPES[name])) for name in READING_COLUMNS
+        )
     )
+    .as_string()
 )
-COPY_TELEMETRY = sql.SQL("COPY telemetry ({}) FROM STDIN (FORMAT BINARY)").format(COLUMNS)
-COPY_STAGING = sql.SQL("COPY ingest_staging ({}) FROM STDIN (FORMAT BINARY)").format(COLUMNS)
+COPY_TELEMETRY = sql.SQL("COPY telemetry ({}) FROM STDIN (FORMAT BINARY)").format(COLUMNS).as_string()
+COPY_STAGING = sql.SQL("COPY ingest_staging ({}) FROM STDIN (FORMAT BINARY)").format(COLUMNS).as_string()
 ENSURE_PARTITIONS = "SELECT telemetry_ensure_partitions(%s::date[])"
+# The direct COPY's fallback point (postgres.py).
+SAVEPOINT = "SAVEPOINT direct_copy"
+ROLLBACK_TO_SAVEPOINT = "ROLLBACK TO SAVEPOINT direct_copy"
 
 # A batch's line in ingest_stats, from a CTE `counts (accepted, rejected)`: one row per UTC minute and shard.
 STATS_UPSERT = sql.SQL("""
@@ -68,10 +77,10 @@ SELECT accepted FROM counts
 # After a direct COPY every reading was inserted: the client sends their keys back.
 BOOKKEEPING_AFTER_COPY = (
     sql.SQL("""
-WITH inserted (device_id, ts) AS (SELECT * FROM unnest(%(device_ids)b::text[], %(timestamps)b::timestamptz[])),
+WITH inserted (device_id, ts) AS (SELECT * FROM unnest(%(device_ids)t::text[], %(timestamps)b::timestamptz[])),
 """)
     + BOOKKEEPING
-)
+).as_string()
 INSERT_FROM_STAGING = (
     sql.SQL("""
 WITH inserted AS (
@@ -81,4 +90,4 @@ WITH inserted AS (
 ),
 """).format(columns=COLUMNS)
     + BOOKKEEPING
-)
+).as_string()

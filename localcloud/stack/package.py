@@ -30,7 +30,7 @@ from localcloud.stack.model import FunctionSpec, load_stack
 
 # What the functions import at run time, by distribution name. Versions come from requirements.lock (the
 # same pins the tests use); the lock also constrains every transitive dependency.
-RUNTIME_REQUIREMENTS = ("aws-lambda-powertools[tracer,parser]", "psycopg[binary]", "boto3", "orjson")
+RUNTIME_REQUIREMENTS = ("aws-lambda-powertools[tracer,parser]", "psycopg[binary]", "boto3", "msgspec", "orjson")
 # Lambda's python3.12 runs on Amazon Linux 2023 (glibc 2.34): any of these wheel tags loads there.
 LAMBDA_PLATFORMS = ("manylinux2014_x86_64", "manylinux_2_28_x86_64", "manylinux_2_34_x86_64")
 _FIXED_ZIP_TIME = (1980, 1, 1, 0, 0, 0)

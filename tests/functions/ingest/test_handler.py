@@ -224,6 +224,43 @@ def test_late_reading_gets_its_partition_created(ingest_db, db_flavour):
     assert rows(ingest_db, "SELECT tableoid::regclass::text, seq FROM telemetry") == [(day_table, 7)]
 
 
+def test_a_batch_mixing_stored_readings_and_a_day_without_partition_lands_once(ingest_db, db_flavour, capsys):
+    """The direct COPY fails on either (a reading already stored, a day with no partition yet): the batch then
+    goes through the staging table, its days get their partitions, and only the new readings are stored."""
+    stream = Stream()
+    now = datetime.now(UTC)
+    stored = stream.record(reading("dev-a", 1, now))
+    invoke(event([stored]))
+    late = datetime.now(UTC) - timedelta(days=41)
+    assert day_tables(ingest_db, db_flavour, late.date()) == []
+    capsys.readouterr()
+
+    batch = event([stored, stream.record(reading("dev-a", 2, late)), stream.record(reading("dev-a", 3, now))])
+    assert invoke(batch) == {"batchItemFailures": []}
+
+    assert rows(ingest_db, "SELECT seq FROM telemetry ORDER BY seq") == [(1,), (2,), (3,)]
+    assert len(day_tables(ingest_db, db_flavour, late.date())) == 1
+    metrics = emitted_metrics(capsys.readouterr().out)
+    assert (metrics["Accepted"], metrics["Duplicates"]) == (2, 1)
+    late_hour = late.replace(minute=0, second=0, microsecond=0)
+    assert rows(ingest_db, "SELECT count(*) FROM kpi_dirty_hours WHERE hour_start = %s", (late_hour,)) == [(1,)]
+
+
+def test_a_record_whose_data_cannot_be_read_fails_alone_and_the_others_land(ingest_db):
+    """powertools' partial batch semantics: the record the handler cannot read is reported, so the mapping
+    retries it (then sends it to its OnFailure destination); the batch's other records are stored."""
+    stream = Stream()
+    now = datetime.now(UTC)
+    records = [stream.record(reading("dev-a", 1, now)), stream.record(b""), stream.record(reading("dev-a", 3, now))]
+    records[1]["kinesis"]["data"] = "not base64!"
+
+    response = invoke(event(records))
+
+    assert failed_sequences(response) == [records[1]["kinesis"]["sequenceNumber"]]
+    assert rows(ingest_db, "SELECT seq FROM telemetry ORDER BY seq") == [(1,), (3,)]
+    assert rows(ingest_db, "SELECT count(*) FROM ingest_rejects") == [(0,)]
+
+
 def test_late_readings_for_a_compressed_day_land_and_their_redelivery_is_a_duplicate(ingest_db, db_flavour, capsys):
     if db_flavour != "timescale":
         pytest.skip("only TimescaleDB compresses old days (its compression policy); plain partitions stay as they are")

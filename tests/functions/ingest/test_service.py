@@ -11,7 +11,7 @@ import pytest
 from common.telemetry import DEFAULT_LIMITS, Limits
 from ingest.batch import Batch, Reject, Source
 from ingest.ports import BatchNotStored, WriteResult
-from ingest.service import BatchClassifier, store_batch
+from ingest.service import classify_records, store_batch
 
 NOW = datetime(2024, 3, 10, 12, 0, tzinfo=UTC)
 
@@ -55,10 +55,7 @@ class MemoryQueue:
 
 
 def classified(*sources: Source, limits: Limits = DEFAULT_LIMITS) -> Batch:
-    classifier = BatchClassifier(NOW, limits)
-    for item in sources:
-        classifier.add(item)
-    return classifier.batch
+    return classify_records([s.raw for s in sources], sources.__getitem__, NOW, limits)
 
 
 def test_records_become_rows_or_rejects_in_stream_order_and_none_fails():
@@ -69,7 +66,8 @@ def test_records_become_rows_or_rejects_in_stream_order_and_none_fails():
         source(4, reading(4)),
     )
     assert [row[2] for row in batch.rows] == [1, 3, 4]
-    assert [s.sequence_number for s in batch.sources] == ["1", "3", "4"]  # sources[i] carried rows[i]
+    assert batch.positions == [0, 2, 3]  # the records that carried the rows
+    assert [batch.source_of_row(i).sequence_number for i in range(3)] == ["1", "3", "4"]
     assert [(r.source.sequence_number, r.code, r.device_id) for r in batch.rejects] == [("2", "invalid_utf8", "dev-p")]
     assert batch.shard_id == "shardId-000000000000"
     # One clock and one set of limits for the whole batch: a reading 2 h ahead passes the default 24 h...
