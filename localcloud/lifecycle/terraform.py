@@ -6,8 +6,8 @@ copy of the stack file, as in the repository) with
 - `local_providers_override.tf`: infrastructure/terraform/local/'s override, pointed at the endpoint's address;
 - `local.auto.tfvars`: infrastructure/terraform/local/local.tfvars;
 - `checkout.auto.tfvars.json`: `lambda_hot_reload_root`, this checkout (the functions run its folders);
-- `adopted_stream.tf`, only when the endpoint holds the stack's Kinesis stream but the state does not (streams
-  outlive a restart of the endpoint): an `import` block, so that apply adopts the stream instead of failing.
+- `adopted.tf`, only when the endpoint holds the stack's Kinesis stream or topic rules but the state does not
+  (they outlive a restart of the endpoint): `import` blocks, so that apply adopts them instead of failing.
 The state (`terraform.tfstate`) and the providers (`.terraform/`) stay there between runs. The functions' database
 login reaches Terraform only through the environment (TF_VAR_db_credentials, an ephemeral variable: it is in no
 file, plan or state). The user's own Terraform CLI configuration (provider mirrors, plugin cache) applies.
@@ -178,14 +178,37 @@ def outputs_from_state(state_document: Mapping[str, Any], stack: Stack) -> dict[
     return {name: str(value) for name, value in pairs.items()}
 
 
-def adopt_stream(module: Path, stack: Stack, endpoint_stream_exists: bool, managed: Mapping[str, Any]) -> None:
-    """Kinesis streams outlive a restart of the endpoint, everything else does not: a stream the state does not
-    know (state reset, or deployed by `localcloud deploy` before) is imported rather than created again."""
-    adopt = module / "adopted_stream.tf"
-    adopt.unlink(missing_ok=True)
-    if endpoint_stream_exists and "aws_kinesis_stream.telemetry" not in managed:
-        name = stack.resource_name(stack.stream_name)
-        adopt.write_text(f'import {{\n  to = aws_kinesis_stream.telemetry\n  id = "{name}"\n}}\n')
+def adopt(module: Path, survivors: Mapping[str, str], managed: Mapping[str, Any]) -> None:
+    """The Kinesis stream and the topic rules outlive a restart of the endpoint, nothing else does: those the
+    state does not know (state reset, or deployed by `localcloud deploy` before) are imported rather than created
+    again. `survivors` maps a resource address to its import id."""
+    adopted = module / "adopted.tf"
+    adopted.unlink(missing_ok=True)
+    blocks = [
+        f'import {{\n  to = {address}\n  id = "{import_id}"\n}}\n'
+        for address, import_id in sorted(survivors.items())
+        if address not in managed
+    ]
+    if blocks:
+        adopted.write_text("\n".join(blocks))
+
+
+def survivors(session: Any, settings: Settings, stack: Stack) -> dict[str, str]:
+    """What of the stack the endpoint already holds among what outlives its restarts: address → import id."""
+    found: dict[str, str] = {}
+    kinesis = session.client("kinesis", endpoint_url=settings.endpoint_url)
+    stream = stack.resource_name(stack.stream_name)
+    try:
+        kinesis.describe_stream_summary(StreamName=stream)
+        found["aws_kinesis_stream.telemetry"] = stream
+    except kinesis.exceptions.ResourceNotFoundException:
+        pass
+    iot = session.client("iot", endpoint_url=settings.endpoint_url)
+    existing = {rule["ruleName"] for rule in iot.list_topic_rules().get("rules", [])}
+    for key in stack.topic_rules:
+        if stack.rule_name(key) in existing:
+            found[f'aws_iot_topic_rule.stack["{key}"]'] = stack.rule_name(key)
+    return found
 
 
 def foreign_functions(lambda_client: Any, stack: Stack, managed: Mapping[str, Any]) -> list[str]:
@@ -218,13 +241,7 @@ def apply(
             f"{', '.join(foreign)} exist on {settings.endpoint_url} but not in the Terraform state {module} (deployed "
             "by `localcloud deploy` with boto3?): `localcloud down`, then `localcloud up --deploy terraform`"
         )
-    kinesis = session.client("kinesis", endpoint_url=settings.endpoint_url)
-    try:
-        kinesis.describe_stream_summary(StreamName=stack.resource_name(stack.stream_name))
-        stream_exists = True
-    except kinesis.exceptions.ResourceNotFoundException:
-        stream_exists = False
-    adopt_stream(module, stack, stream_exists, managed)
+    adopt(module, survivors(session, settings, stack), managed)
     progress("terraform apply")
     run(["apply", "-auto-approve", "-input=false"], module, env, log_file, progress)
     return outputs_from_state(state(module, env, log_file), stack)

@@ -129,15 +129,16 @@ def test_a_state_lacking_a_resource_the_local_cloud_needs_is_an_error_naming_it(
         terraform.outputs_from_state(state, stack)
 
 
-def test_a_stream_that_outlived_the_endpoint_is_imported_once_and_only_when_the_state_lacks_it(tmp_path):
-    stack = load_stack(PROBE_STACK)
-    adopted = tmp_path / "adopted_stream.tf"
-    terraform.adopt_stream(tmp_path, stack, endpoint_stream_exists=True, managed={})
-    assert f'id = "{stack.project}-telemetry"' in adopted.read_text()
-    assert "to = aws_kinesis_stream.telemetry" in adopted.read_text()
-    terraform.adopt_stream(tmp_path, stack, endpoint_stream_exists=True, managed={"aws_kinesis_stream.telemetry": {}})
-    assert not adopted.exists()
-    terraform.adopt_stream(tmp_path, stack, endpoint_stream_exists=False, managed={})
+def test_what_outlived_the_endpoint_is_imported_when_the_state_lacks_it(tmp_path):
+    survivors = {"aws_kinesis_stream.telemetry": "p-telemetry", 'aws_iot_topic_rule.stack["r"]': "p_r"}
+    adopted = tmp_path / "adopted.tf"
+    terraform.adopt(tmp_path, survivors, managed={})
+    text = adopted.read_text()
+    assert 'to = aws_kinesis_stream.telemetry\n  id = "p-telemetry"' in text
+    assert 'to = aws_iot_topic_rule.stack["r"]\n  id = "p_r"' in text
+    terraform.adopt(tmp_path, survivors, managed={"aws_kinesis_stream.telemetry": {}})
+    assert "aws_kinesis_stream" not in adopted.read_text() and "aws_iot_topic_rule" in adopted.read_text()
+    terraform.adopt(tmp_path, survivors, managed={key: {} for key in survivors})
     assert not adopted.exists()
 
 
