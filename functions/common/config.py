@@ -15,8 +15,8 @@ from psycopg.conninfo import make_conninfo
 from common.settings import ConfigError
 
 LOCAL_HOSTS = frozenset({"localhost", "127.0.0.1", "::1"})
-# Secrets Manager is asked again at most this often (seconds); a rotated password is picked up when the
-# connection is re-established after an authentication failure.
+# Secrets Manager is asked again at most this often (seconds); a rotated password is picked up at once when a
+# login is refused (common.db asks for the secret again with force_fetch).
 SECRET_MAX_AGE_S = 300
 
 

@@ -1,13 +1,16 @@
 """One PostgreSQL connection per Lambda execution environment, reused across warm invocations.
 
 A transaction that fails because the connection is unusable (server restarted, network cut) closes it;
-the next transaction connects again, re-reading the configuration (and the secret) so that a failover or
-a rotated password is picked up.
+the next transaction connects again, re-reading the configuration (and the secret) so that a failover is picked
+up. A login refused for its password means the secret was rotated since it was cached: the secret is fetched
+again at once (`conninfo(force_fetch=True)`) and the login tried once more, rather than failing every
+invocation until the cache expires.
 """
 
 from __future__ import annotations
 
 import contextlib
+import re
 import time
 from collections.abc import Callable, Iterator
 
@@ -20,10 +23,13 @@ CONNECT_TIMEOUT_S = 10
 # or failover while the environment was frozen would otherwise fail the first transaction after it (a
 # scheduled run, then retried). Busy connections (the ingest's) are not checked: their failures retry anyway.
 IDLE_CHECK_S = 30.0
+# libpq reports a refused password as text only (no SQLSTATE before the session exists).
+_PASSWORD_REFUSED = re.compile(r"password authentication failed")
 
 
 class Database:
-    def __init__(self, conninfo: Callable[[], str] = database_conninfo) -> None:
+    def __init__(self, conninfo: Callable[..., str] = database_conninfo) -> None:
+        """`conninfo()` gives the connection string; `conninfo(force_fetch=True)` one from a freshly read secret."""
         self._conninfo = conninfo
         self._connection: psycopg.Connection | None = None
         self._last_used = 0.0
@@ -40,14 +46,17 @@ class Database:
                 conn = None
         if conn is None or conn.closed or conn.broken:
             self.reset()
-            conn = psycopg.connect(
-                self._conninfo(),
-                autocommit=False,
-                connect_timeout=CONNECT_TIMEOUT_S,
-                application_name="iotkpi",
-            )
+            conn = self._connect()
             self._connection = conn
         return conn
+
+    def _connect(self) -> psycopg.Connection:
+        try:
+            return _open(self._conninfo())
+        except psycopg.OperationalError as exc:
+            if not _PASSWORD_REFUSED.search(str(exc)):
+                raise
+        return _open(self._conninfo(force_fetch=True))  # refused again: the caller's error
 
     def reset(self) -> None:
         """Drop the connection; the next transaction connects again."""
@@ -68,6 +77,10 @@ class Database:
             if isinstance(exc, psycopg.OperationalError) or not _rolled_back(conn):
                 self.reset()
             raise
+
+
+def _open(conninfo: str) -> psycopg.Connection:
+    return psycopg.connect(conninfo, autocommit=False, connect_timeout=CONNECT_TIMEOUT_S, application_name="iotkpi")
 
 
 def _rolled_back(conn: psycopg.Connection) -> bool:
