@@ -58,7 +58,8 @@ def make_events(payloads: list[bytes]) -> list[dict]:
         for offset, data in enumerate(payloads[start : start + BATCH]):
             sequence = str(49_590_338_271_490_256_608_559_692_538_361_571_095_921_575_989_136_588_898 + start + offset)
             records.append({
-                "kinesis": {"kinesisSchemaVersion": "1.0", "partitionKey": "dev", "sequenceNumber": sequence,
+                "kinesis": {"kinesisSchemaVersion": "1.0", "partitionKey": f"dev-{(start + offset) % DEVICES:04d}",
+                            "sequenceNumber": sequence,
                             "data": base64.b64encode(data).decode(), "approximateArrivalTimestamp": arrival},
                 "eventSource": "aws:kinesis", "eventVersion": "1.0", "eventID": f"shardId-000000000000:{sequence}",
                 "eventName": "aws:kinesis:record", "awsRegion": "us-east-1",

@@ -71,9 +71,13 @@ def partition_days(rows: list[tuple]) -> list[date]:
     return sorted({row[TS].date() for row in rows})
 
 
-def classify(data: Sequence[bytes], source_of: SourceOf, parser: RowParser) -> Batch:
-    """Every record's verdict, in stream order (`data`: the records' bytes). Anything that is not a valid
-    reading is a reject, never a failure, so that no record blocks the shard."""
+def classify(data: Sequence[bytes], partition_keys: Sequence[str], source_of: SourceOf, parser: RowParser) -> Batch:
+    """Every record's verdict, in stream order (`data`: the records' bytes; `partition_keys`: theirs). Anything
+    that is not a valid reading is a reject, never a failure, so that no record blocks the shard.
+
+    The partition key is the device the record's topic names (the topic rule's `${topic(2)}`), which the
+    broker's policy binds to the certificate's thing. The payload's `device_id` is only trusted when it
+    agrees: AWS does not document which one the rule's output keeps when the device sends its own."""
     batch = Batch(source_of)
     rows, positions = batch.rows, batch.positions
     for position, raw in enumerate(data):
@@ -88,9 +92,17 @@ def classify(data: Sequence[bytes], source_of: SourceOf, parser: RowParser) -> B
             reason = f"internal_error: {type(exc).__name__}: {exc}"[:1000]
             batch.rejects.append(Reject(source, "internal_error", reason, _device_of(source)))
         else:
-            rows.append(row)
-            positions.append(position)
+            if row[DEVICE_ID] == partition_keys[position]:
+                rows.append(row)
+                positions.append(position)
+            else:
+                batch.rejects.append(_not_its_device(row[DEVICE_ID], source_of(position)))
     return batch
+
+
+def _not_its_device(device_id: str, source: Source) -> Reject:
+    reason = f"device_id {device_id!r:.80} is not the device of its topic (partition key {source.partition_key!r:.80})"
+    return Reject(source, "device_id_mismatch", reason, _device_of(source))
 
 
 def _device_of(source: Source) -> str | None:

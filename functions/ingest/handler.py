@@ -9,10 +9,10 @@ is not used to walk the records: it calls a handler per record and wraps each in
 more than validating the record (see the README's benchmark notes); no record handler here can fail but on
 an unreadable record, which ingest.kinesis reports.
 
-Environment (ingest.settings, read at each invocation): DATABASE_URL or DB_SECRET_ARN; INGEST_DLQ_URL
-(optional: without it rejects go to the table only); INGEST_MAX_AGE_DAYS / INGEST_MAX_FUTURE_HOURS
-(timestamp sanity, defaults in common.telemetry); POWERTOOLS_SERVICE_NAME, POWERTOOLS_METRICS_NAMESPACE,
-LOG_LEVEL.
+Environment (ingest.settings, read at each invocation): DATABASE_URL or DB_SECRET_ARN;
+INGEST_REJECTS_QUEUE_URL (optional: without it rejects go to the table only); INGEST_MAX_AGE_DAYS /
+INGEST_MAX_FUTURE_HOURS (timestamp sanity, defaults in common.telemetry); POWERTOOLS_SERVICE_NAME,
+POWERTOOLS_METRICS_NAMESPACE, LOG_LEVEL.
 """
 
 from __future__ import annotations
@@ -46,7 +46,7 @@ store = PostgresTelemetryStore(database)
 
 @functools.lru_cache(maxsize=1)
 def reject_queue(url: str) -> SqsRejectQueue:
-    """The DLQ's client, reused while warm (rebuilt if the URL changes)."""
+    """The rejects queue's client, reused while warm (rebuilt if the URL changes)."""
     return SqsRejectQueue(url)
 
 
@@ -56,10 +56,11 @@ def lambda_handler(event: dict, context: LambdaContext) -> PartialItemFailureRes
     started = time.perf_counter()
     settings = IngestSettings.from_env()
     records = KinesisRecords(event["Records"])
-    batch = classify_records(records.data, records.source, datetime.now(UTC), settings.limits)
+    batch = classify_records(records.data, records.partition_keys(), records.source, datetime.now(UTC), settings.limits)
     failed = records.unreadable
     try:
-        stored = store_batch(batch, store, reject_queue(settings.dlq_url) if settings.dlq_url else None)
+        queue = reject_queue(settings.rejects_queue_url) if settings.rejects_queue_url else None
+        stored = store_batch(batch, store, queue)
     except BatchNotStored:
         # All failures are reported as batchItemFailures, also when they are the whole batch: raising instead
         # would count as a function error and make the mapping bisect the batch for nothing.
@@ -69,8 +70,8 @@ def lambda_handler(event: dict, context: LambdaContext) -> PartialItemFailureRes
     else:
         add_counts(metrics, {"Accepted": stored.inserted, "Duplicates": stored.duplicates,
                              "Rejected": stored.rejected})  # fmt: skip
-        if stored.dlq_send_failures:
-            add_counts(metrics, {"DlqSendFailures": stored.dlq_send_failures})
+        if stored.reject_send_failures:
+            add_counts(metrics, {"RejectSendFailures": stored.reject_send_failures})
         logger.info(
             "batch stored",
             extra={"records": len(records), "inserted": stored.inserted, "duplicates": stored.duplicates,

@@ -54,6 +54,11 @@ class KinesisRecords:
             partition_key=kinesis.get("partitionKey", ""),
         )
 
+    def partition_keys(self) -> list[str]:
+        """The partition key of each record of `data`, in the same order."""
+        records = self._records if self._readable is None else [self._records[i] for i in self._readable]
+        return [record["kinesis"].get("partitionKey", "") for record in records]
+
     def sequence_numbers(self) -> list[str]:
         """Every record's, in stream order."""
         return [record["kinesis"]["sequenceNumber"] for record in self._records]

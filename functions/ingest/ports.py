@@ -31,5 +31,5 @@ class TelemetryStore(Protocol):
 
 class RejectQueue(Protocol):
     def send(self, reject: Reject) -> None:
-        """Copy a reject, already stored, to the dead-letter queue; raises when the queue refused it."""
+        """Copy a reject, already stored, to the rejects queue; raises when the queue refused it."""
         ...

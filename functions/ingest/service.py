@@ -1,7 +1,7 @@
-"""The ingest's use case: a Kinesis batch's records -> readings and rejects -> one write -> rejects to the DLQ.
+"""The ingest's use case: a Kinesis batch's records -> readings and rejects -> one write -> rejects to their queue.
 
-The event adapter hands over the records' bytes in stream order (`classify_records`): every record becomes
-a reading or a reject, never a failure, so a poison record cannot block the shard. Records are validated
+The event adapter hands over the records' bytes and partition keys in stream order (`classify_records`):
+every record becomes a reading or a reject, never a failure, so a poison record cannot block the shard. Records are validated
 against one clock per batch (a RowParser) and kept as COPY rows, not objects: at thousands of records a
 second the per-record microseconds are the ingest's cost.
 
@@ -9,7 +9,8 @@ The batch is then written once (`store_batch`; the TelemetryStore port stores re
 devices and the ingest_stats counters in one transaction). A write that fails raises BatchNotStored: the
 handler then reports every record of the batch failed, so that the event source mapping checkpoints before
 the first one and delivers the batch again, and the idempotent write stores each reading exactly once. Only
-a stored batch's rejects are copied to the DLQ.
+a stored batch's rejects are copied to the rejects queue (not the mapping's on-failure queue: a reject is
+no lost reading, and nothing needs to consume the copies).
 """
 
 from __future__ import annotations
@@ -27,10 +28,12 @@ from ingest.ports import RejectQueue, TelemetryStore
 logger = logging.getLogger("ingest")
 
 
-def classify_records(data: Sequence[bytes], source_of: SourceOf, now: datetime, limits: Limits) -> Batch:
-    """A batch's records (`data`: their bytes in stream order; `source_of`: where the one at a position came
-    from) as readings and rejects, against one clock."""
-    return classify(data, source_of, RowParser(now, limits))
+def classify_records(
+    data: Sequence[bytes], partition_keys: Sequence[str], source_of: SourceOf, now: datetime, limits: Limits
+) -> Batch:
+    """A batch's records (`data`, `partition_keys`: theirs in stream order; `source_of`: where the one at a
+    position came from) as readings and rejects, against one clock."""
+    return classify(data, partition_keys, source_of, RowParser(now, limits))
 
 
 @dataclass(frozen=True)
@@ -40,11 +43,11 @@ class Stored:
     inserted: int
     duplicates: int
     rejected: int
-    dlq_send_failures: int  # rejects stored but not copied to the DLQ
+    reject_send_failures: int  # rejects stored but not copied to the rejects queue
 
 
 def store_batch(batch: Batch, store: TelemetryStore, queue: RejectQueue | None) -> Stored:
-    """Write the batch once, then copy its rejects to the DLQ (`queue`, if any). Raises BatchNotStored when
+    """Write the batch once, then copy its rejects to their queue (if any). Raises BatchNotStored when
     the write fails: the caller must then have every record of the batch delivered again."""
     result = store.write(batch)
     failures = publish_rejects(result.rejects, queue)
@@ -52,11 +55,11 @@ def store_batch(batch: Batch, store: TelemetryStore, queue: RejectQueue | None) 
 
 
 def publish_rejects(rejects: list[Reject], queue: RejectQueue | None) -> int:
-    """Log the rejects, already committed to ingest_rejects, and copy them to the DLQ; returns the failed sends.
+    """Log the rejects, already committed to ingest_rejects, and copy them to the queue; returns the failed sends.
 
     A failed send does not fail the record: the rejects table already holds its raw bytes and reason, and
     failing it would hold back every reading behind it on the shard for as long as SQS is unreachable (a
-    reject must never block the shard). The failure is logged and counted (DlqSendFailures) for alarms.
+    reject must never block the shard). The failure is logged and counted (RejectSendFailures) for alarms.
     """
     failures = 0
     for reject in rejects:
@@ -70,6 +73,6 @@ def publish_rejects(rejects: list[Reject], queue: RejectQueue | None) -> int:
         try:
             queue.send(reject)
         except Exception:
-            logger.exception("reject not sent to the DLQ", extra={"sequence_number": reject.source.sequence_number})
+            logger.exception("reject not sent to its queue", extra={"sequence_number": reject.source.sequence_number})
             failures += 1
     return failures

@@ -16,7 +16,7 @@ DAY, HOUR = timedelta(days=1), timedelta(hours=1)
 @dataclass(frozen=True)
 class IngestSettings:
     limits: Limits = DEFAULT_LIMITS  # timestamp sanity: how old or how far ahead a reading may be
-    dlq_url: str | None = None  # the rejects' SQS queue; without it rejects go to the table only
+    rejects_queue_url: str | None = None  # the rejects' SQS queue; without it rejects go to the table only
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] = os.environ) -> IngestSettings:
@@ -24,5 +24,5 @@ class IngestSettings:
         max_future_hours = env_float(environ, "INGEST_MAX_FUTURE_HOURS", DEFAULT_LIMITS.max_future / HOUR, minimum=0)
         return cls(
             limits=Limits(max_age=max_age_days * DAY, max_future=max_future_hours * HOUR),
-            dlq_url=env_str(environ, "INGEST_DLQ_URL") or None,
+            rejects_queue_url=env_str(environ, "INGEST_REJECTS_QUEUE_URL") or None,
         )

@@ -1,4 +1,4 @@
-"""SQS adapter: rejected records to the ingest DLQ, for operators and replay tools.
+"""SQS adapter: rejected records to the rejects queue, for operators.
 
 The rejects table is the durable record (written in the batch's transaction); the queue gets a copy with
 the raw bytes in base64. A raw record too big for an SQS message is cut, and says so.

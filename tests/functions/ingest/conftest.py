@@ -13,7 +13,7 @@ from ingest import handler
 def ingest_db(database_url: str, monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
     migrate(database_url)
     monkeypatch.setenv("DATABASE_URL", database_url)
-    monkeypatch.delenv("INGEST_DLQ_URL", raising=False)
+    monkeypatch.delenv("INGEST_REJECTS_QUEUE_URL", raising=False)
     handler.database.reset()  # the module's warm connection belongs to the previous test's database
     yield database_url
     handler.database.reset()

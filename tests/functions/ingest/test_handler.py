@@ -44,13 +44,14 @@ class Stream:
     def __init__(self) -> None:
         self.next_sequence = 49_590_338_271_490_256_608_559_692_538_361_571_095_921_575_989_136_588_898
 
-    def record(self, data: bytes, partition_key: str = "dev") -> dict:
+    def record(self, data: bytes, partition_key: str | None = None) -> dict:
+        """`partition_key` defaults to the topic rule's: the topic's device, the reading's device_id."""
         self.next_sequence += 1
         sequence = str(self.next_sequence)
         return {
             "kinesis": {
                 "kinesisSchemaVersion": "1.0",
-                "partitionKey": partition_key,
+                "partitionKey": topic_device(data) if partition_key is None else partition_key,
                 "sequenceNumber": sequence,
                 "data": base64.b64encode(data).decode("ascii"),
                 "approximateArrivalTimestamp": datetime.now(UTC).timestamp(),
@@ -63,6 +64,13 @@ class Stream:
             "awsRegion": "us-east-1",
             "eventSourceARN": STREAM_ARN,
         }
+
+
+def topic_device(data: bytes) -> str:
+    try:
+        return str(json.loads(data)["device_id"])
+    except (ValueError, KeyError, TypeError):  # not a reading: any device
+        return "dev"
 
 
 def reading(device: str, seq: int, ts: datetime, **fields) -> bytes:
@@ -146,10 +154,10 @@ def test_redelivered_batch_inserts_nothing_and_counts_duplicates(ingest_db, caps
     assert (metrics["Accepted"], metrics["Duplicates"]) == (0, 10)
 
 
-def test_poison_record_is_rejected_to_table_and_dlq_and_does_not_block(ingest_db, aws_env, monkeypatch):
+def test_poison_record_is_rejected_to_table_and_queue_and_does_not_block(ingest_db, aws_env, monkeypatch):
     sqs = aws_env.client("sqs")
-    queue_url = sqs.create_queue(QueueName=f"ingest-dlq-{uuid.uuid4().hex[:8]}")["QueueUrl"]
-    monkeypatch.setenv("INGEST_DLQ_URL", queue_url)
+    queue_url = sqs.create_queue(QueueName=f"ingest-rejects-{uuid.uuid4().hex[:8]}")["QueueUrl"]
+    monkeypatch.setenv("INGEST_REJECTS_QUEUE_URL", queue_url)
     stream = Stream()
     now = datetime.now(UTC)
     poison = b'{"device_id": "dev-a", "ts": "yesterday-ish", "seq": 2, "rss": -60}'
@@ -187,9 +195,9 @@ def test_poison_record_is_rejected_to_table_and_dlq_and_does_not_block(ingest_db
     assert messages[0]["MessageAttributes"]["reason"]["StringValue"] == "bad_ts"
 
 
-def test_a_dlq_that_refuses_the_copy_fails_no_record_and_is_counted(ingest_db, aws_env, monkeypatch, capsys):
-    missing = f"{aws_env.url}/123456789012/ingest-dlq-missing-{uuid.uuid4().hex[:8]}"
-    monkeypatch.setenv("INGEST_DLQ_URL", missing)
+def test_a_rejects_queue_that_refuses_the_copy_fails_no_record_and_is_counted(ingest_db, aws_env, monkeypatch, capsys):
+    missing = f"{aws_env.url}/123456789012/ingest-rejects-missing-{uuid.uuid4().hex[:8]}"
+    monkeypatch.setenv("INGEST_REJECTS_QUEUE_URL", missing)
     stream = Stream()
     records = [stream.record(b"[1]"), stream.record(reading("dev-a", 1, datetime.now(UTC))), stream.record(b"{")]
 
@@ -199,7 +207,25 @@ def test_a_dlq_that_refuses_the_copy_fails_no_record_and_is_counted(ingest_db, a
     assert rows(ingest_db, "SELECT count(*) FROM ingest_rejects") == [(2,)]
     assert rows(ingest_db, "SELECT seq FROM telemetry") == [(1,)]
     metrics = emitted_metrics(capsys.readouterr().out)
-    assert (metrics["Rejected"], metrics["DlqSendFailures"]) == (2, 2)
+    assert (metrics["Rejected"], metrics["RejectSendFailures"]) == (2, 2)
+
+
+def test_a_reading_naming_another_device_than_its_topic_is_rejected_under_the_topics_device(ingest_db, capsys):
+    stream = Stream()
+    now = datetime.now(UTC)
+    # dev-a's certificate may only publish to devices/dev-a/telemetry (the partition key); the payload says dev-b.
+    impostor = stream.record(reading("dev-b", 1, now), partition_key="dev-a")
+
+    response = invoke(
+        event([impostor, stream.record(reading("dev-a", 2, now)), stream.record(reading("dev-b", 3, now))])
+    )
+
+    assert response == {"batchItemFailures": []}
+    assert rows(ingest_db, "SELECT device_id, seq FROM telemetry ORDER BY seq") == [("dev-a", 2), ("dev-b", 3)]
+    rejects = rows(ingest_db, "SELECT sequence_number, device_id, reason_code, reason FROM ingest_rejects")
+    assert [r[:3] for r in rejects] == [(impostor["kinesis"]["sequenceNumber"], "dev-a", "device_id_mismatch")]
+    assert "'dev-b'" in rejects[0][3] and "'dev-a'" in rejects[0][3]
+    assert emitted_metrics(capsys.readouterr().out)["Rejected"] == 1
 
 
 def test_records_unreadable_as_json_are_rejected_under_their_partition_key(ingest_db):

@@ -30,6 +30,7 @@ def test_records_are_decoded_in_order_and_a_source_is_built_only_when_asked():
     assert records.unreadable == []
     assert len(records) == 2
     assert records.sequence_numbers() == ["1", "2"]
+    assert records.partition_keys() == ["dev-p", "dev-p"]
     first, second = records.source(0), records.source(1)
     assert (first.shard_id, first.sequence_number, first.raw, first.partition_key) == (SHARD, "1", b'{"a":1}', "dev-p")
     assert first.arrived_at is not None and first.arrived_at.timestamp() == 1_700_000_000.5
@@ -55,6 +56,7 @@ def test_an_unreadable_record_is_reported_and_the_others_keep_their_sources():
     assert records.unreadable == ["2"]
     assert records.data == [b"one", b"three"]
     assert [records.source(i).sequence_number for i in range(2)] == ["1", "3"]
+    assert records.partition_keys() == ["dev-p", "dev-p"]  # one per record of `data`
     assert records.sequence_numbers() == ["1", "2", "3"]  # every record, for a batch that is not stored
 
 

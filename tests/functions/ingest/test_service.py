@@ -1,5 +1,5 @@
 """ingest/service.py on in-memory fakes of its ports: classification, one write per batch, rejects copied to
-the DLQ only after the write, and a failed write or DLQ send. (The PostgreSQL store, SQS and the handler run
+their queue only after the write, and a failed write or queue send. (The PostgreSQL store, SQS and the handler run
 for real in test_handler.py.)"""
 
 from __future__ import annotations
@@ -16,9 +16,10 @@ from ingest.service import classify_records, store_batch
 NOW = datetime(2024, 3, 10, 12, 0, tzinfo=UTC)
 
 
-def source(sequence: int, document: dict | bytes) -> Source:
+def source(sequence: int, document: dict | bytes, partition_key: str = "dev-a") -> Source:
+    """A record as the topic rule puts it: the partition key is the topic's device (that of `reading`)."""
     raw = document if isinstance(document, bytes) else json.dumps(document).encode()
-    return Source("shardId-000000000000", str(sequence), raw, NOW.timestamp(), partition_key="dev-p")
+    return Source("shardId-000000000000", str(sequence), raw, NOW.timestamp(), partition_key=partition_key)
 
 
 def reading(seq: int, **fields) -> dict:
@@ -50,12 +51,13 @@ class MemoryQueue:
     def send(self, reject: Reject) -> None:
         if reject.source.sequence_number in self.refuse:
             raise ConnectionError("SQS unreachable")
-        self._events.append(f"dlq {reject.source.sequence_number}")
+        self._events.append(f"queue {reject.source.sequence_number}")
         self.sent.append(reject)
 
 
 def classified(*sources: Source, limits: Limits = DEFAULT_LIMITS) -> Batch:
-    return classify_records([s.raw for s in sources], sources.__getitem__, NOW, limits)
+    keys = [s.partition_key for s in sources]
+    return classify_records([s.raw for s in sources], keys, sources.__getitem__, NOW, limits)
 
 
 def test_records_become_rows_or_rejects_in_stream_order_and_none_fails():
@@ -68,7 +70,7 @@ def test_records_become_rows_or_rejects_in_stream_order_and_none_fails():
     assert [row[2] for row in batch.rows] == [1, 3, 4]
     assert batch.positions == [0, 2, 3]  # the records that carried the rows
     assert [batch.source_of_row(i).sequence_number for i in range(3)] == ["1", "3", "4"]
-    assert [(r.source.sequence_number, r.code, r.device_id) for r in batch.rejects] == [("2", "invalid_utf8", "dev-p")]
+    assert [(r.source.sequence_number, r.code, r.device_id) for r in batch.rejects] == [("2", "invalid_utf8", "dev-a")]
     assert batch.shard_id == "shardId-000000000000"
     # One clock and one set of limits for the whole batch: a reading 2 h ahead passes the default 24 h...
     strict = classified(source(3, reading(3, ts=(NOW + timedelta(hours=2)).isoformat())),
@@ -76,7 +78,21 @@ def test_records_become_rows_or_rejects_in_stream_order_and_none_fails():
     assert [r.code for r in strict.rejects] == ["ts_in_future"]  # ...and not a 1 h limit
 
 
-def test_a_batch_is_written_once_then_its_rejects_are_copied_to_the_dlq():
+def test_a_reading_whose_device_id_is_not_its_topics_device_is_rejected_under_the_topics_device():
+    batch = classified(
+        source(1, reading(1)),
+        source(2, reading(2, device_id="dev-b")),  # dev-a's certificate, dev-b's name in the payload
+        source(3, reading(3), partition_key="dev-b"),
+        source(4, reading(4)),
+    )
+    assert [(row[0], row[2]) for row in batch.rows] == [("dev-a", 1), ("dev-a", 4)]  # device_id, seq
+    assert [(r.source.sequence_number, r.code, r.device_id) for r in batch.rejects] == [
+        ("2", "device_id_mismatch", "dev-a"), ("3", "device_id_mismatch", "dev-b"),
+    ]  # fmt: skip
+    assert "'dev-b' is not the device of its topic (partition key 'dev-a')" in batch.rejects[0].reason
+
+
+def test_a_batch_is_written_once_then_its_rejects_are_copied_to_their_queue():
     events: list[str] = []
     store, queue = MemoryStore(), MemoryQueue(events)
     batch = classified(source(1, reading(1)), source(2, b"[]"), source(3, reading(3)), source(4, b"{"))
@@ -85,30 +101,30 @@ def test_a_batch_is_written_once_then_its_rejects_are_copied_to_the_dlq():
 
     assert store.batches == [batch]
     assert [r.source.sequence_number for r in queue.sent] == ["2", "4"]
-    assert (stored.inserted, stored.duplicates, stored.rejected, stored.dlq_send_failures) == (1, 1, 2, 0)
+    assert (stored.inserted, stored.duplicates, stored.rejected, stored.reject_send_failures) == (1, 1, 2, 0)
 
 
-def test_a_failed_write_raises_and_copies_nothing_to_the_dlq():
+def test_a_failed_write_raises_and_copies_nothing_to_the_rejects_queue():
     store, queue = MemoryStore(), MemoryQueue([])
     store.down = True
 
     with pytest.raises(BatchNotStored):
         store_batch(classified(source(1, reading(1)), source(2, b"[]")), store, queue)
 
-    assert queue.sent == []  # a reject reaches the DLQ only once it is stored: no copy of an unstored one
+    assert queue.sent == []  # a reject reaches the queue only once it is stored: no copy of an unstored one
 
 
-def test_a_dlq_that_refuses_a_copy_is_counted_and_the_other_rejects_still_go():
+def test_a_rejects_queue_that_refuses_a_copy_is_counted_and_the_other_rejects_still_go():
     queue = MemoryQueue([])
     queue.refuse = {"2"}
 
     stored = store_batch(classified(source(1, reading(1)), source(2, b"[]"), source(3, b"{")), MemoryStore(), queue)
 
-    assert (stored.rejected, stored.dlq_send_failures) == (2, 1)
+    assert (stored.rejected, stored.reject_send_failures) == (2, 1)
     assert [r.source.sequence_number for r in queue.sent] == ["3"]
 
 
-def test_without_a_dlq_rejects_are_only_stored():
+def test_without_a_rejects_queue_rejects_are_only_stored():
     store = MemoryStore()
     stored = store_batch(classified(source(1, reading(1)), source(2, b"[]")), store, None)
-    assert (stored.rejected, stored.dlq_send_failures) == (1, 0) and len(store.batches[0].rejects) == 1
+    assert (stored.rejected, stored.reject_send_failures) == (1, 0) and len(store.batches[0].rejects) == 1
