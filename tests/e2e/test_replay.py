@@ -1,7 +1,8 @@
 """`localcloud replay` on the whole local cloud: PostgreSQL is down until the ingest's mapping gives up on the
 batches (tests/stacks/replay-stack.yaml: one retry), so the readings reach the on-failure queue as records of
 shard ranges only. A replay while the fault lasts stores nothing and deletes nothing; once PostgreSQL is
-back, the replay stores every reading exactly once and empties the queue."""
+back, the replay stores every reading exactly once and empties the queue. Rejected readings go to a queue
+of their own."""
 
 from __future__ import annotations
 
@@ -48,14 +49,18 @@ def cluster_of(cloud: LocalCloud) -> PostgresCluster:
     return PostgresCluster(Path(saved["root"]), int(saved["port"]))
 
 
+def reading(start: datetime, seq: int) -> bytes:
+    return json.dumps({"ts": (start + timedelta(minutes=seq)).isoformat(), "seq": seq, "rss": -70}).encode()
+
+
 def stored(cloud: LocalCloud, prefix: str) -> list[tuple[str, int]]:
     with psycopg.connect(cloud.settings["DATABASE_URL"]) as conn:
         query = "SELECT device_id, seq FROM telemetry WHERE starts_with(device_id, %s)"
         return conn.execute(query, (prefix,)).fetchall()
 
 
-def waiting_in_queue(cloud: LocalCloud) -> int:
-    queue = cloud.settings["INGEST_DLQ_URL"]
+def waiting_in_queue(cloud: LocalCloud, queue_key: str = "INGEST_DLQ_URL") -> int:
+    queue = cloud.settings[queue_key]
     attributes = cloud.client("sqs").get_queue_attributes(
         QueueUrl=queue, AttributeNames=["ApproximateNumberOfMessages", "ApproximateNumberOfMessagesNotVisible"]
     )["Attributes"]
@@ -67,6 +72,17 @@ def mapping_caught_up(cloud: LocalCloud) -> bool:
     return bool(shards) and all(not s["records_behind"] and not s["millis_behind_latest"] for s in shards)
 
 
+def publish(cloud: LocalCloud, messages: list[tuple[str, bytes]]) -> None:
+    publisher = MqttPublisher(cloud.settings["MQTT_HOST"], int(cloud.settings["MQTT_PORT"]))
+    publisher.connect()
+    try:
+        for topic, payload in messages:
+            publisher.publish(topic, payload, timeout=30)
+        assert publisher.wait_all_acknowledged(30)
+    finally:
+        publisher.close()
+
+
 def test_batches_the_mapping_gave_up_on_are_replayed_from_the_stream_once_the_fault_is_fixed(cloud: LocalCloud):
     prefix = f"replay-{uuid.uuid4().hex[:6]}-"
     start = datetime.now(UTC).replace(microsecond=0) - timedelta(minutes=30)
@@ -74,15 +90,7 @@ def test_batches_the_mapping_gave_up_on_are_replayed_from_the_stream_once_the_fa
     cluster = cluster_of(cloud)
     cluster.stop()
 
-    publisher = MqttPublisher(cloud.settings["MQTT_HOST"], int(cloud.settings["MQTT_PORT"]))
-    publisher.connect()
-    try:
-        for device_id, seq in readings:
-            body = {"ts": (start + timedelta(minutes=seq)).isoformat(), "seq": seq, "rss": -70, "battery": 80}
-            publisher.publish(f"devices/{device_id}/telemetry", json.dumps(body).encode(), timeout=30)
-        assert publisher.wait_all_acknowledged(30)
-    finally:
-        publisher.close()
+    publish(cloud, [(f"devices/{device_id}/telemetry", reading(start, seq)) for device_id, seq in readings])
     # The mapping retries once, then moves on: the readings exist only in the stream and as on-failure records.
     wait_until(lambda: waiting_in_queue(cloud) and mapping_caught_up(cloud), timeout=90, what="batches given up")
     failed_batches = waiting_in_queue(cloud)
@@ -103,3 +111,8 @@ def test_batches_the_mapping_gave_up_on_are_replayed_from_the_stream_once_the_fa
     assert waiting_in_queue(cloud) == 0
     again = cloud.check("replay", timeout=120)
     assert "replayed 0 of 0 on-failure records" in again
+
+    # A malformed reading is no lost batch: its copy goes to the rejects queue, the on-failure queue stays empty.
+    publish(cloud, [(f"devices/{prefix}0/telemetry", b'{"ts": "soon", "seq": 99}')])
+    wait_until(lambda: waiting_in_queue(cloud, "INGEST_REJECTS_QUEUE_URL"), timeout=60, what="the reject's copy")
+    assert waiting_in_queue(cloud) == 0
