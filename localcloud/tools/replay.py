@@ -211,7 +211,7 @@ def run(settings: Settings, queue: str | None, limit: int | None, dry_run: bool)
     endpoint = os.environ.get("AWS_ENDPOINT_URL") or (local.get("AWS_ENDPOINT_URL") if is_local else None)
     region = local.get("AWS_REGION", settings.region) if is_local else settings.region
     session = aws_session(region)
-    # A synchronous invoke lasts up to the function's timeout: wait for it rather than retry it.
+    # A synchronous invoke lasts up to the function's timeout: wait for it, not botocore's 60 s, before retrying.
     config = Config(read_timeout=RECEIVE_VISIBILITY_S, retries={"max_attempts": 3, "mode": "standard"})
     replayer = Replayer(lambda service: session.client(service, endpoint_url=endpoint, config=config), dry_run=dry_run)
     try:
