@@ -8,14 +8,14 @@ kill of the endpoint process (not a power cut, which the local cloud does not pr
 
 Stream metadata (shards, hash ranges, retention, tags) and the event source mappings' UUIDs are kept too, so a
 restarted endpoint serves the same streams with sequence numbers that keep increasing, and shard iterators and
-the ESM poller's checkpoints stay valid. So are the IoT topic rules that put into the streams (see iot_rules.py). Records older than the stream's retention are never returned and are
-deleted a chunk at a time.
+the ESM poller's checkpoints stay valid; so are the IoT topic rules that put into the streams (iot_rules.py).
+Records older than the stream's retention are never returned and are deleted a chunk at a time.
 
 Sequence numbers of a shard are contiguous (1, 2, 3, ...) and arrival times never decrease along them, so the
 record at a point in time is found by binary search over the primary key: no second index to write per record.
 
-Thread-safe (one connection behind one lock); kinesis.py calls it under its Kinesis request lock anyway, except
-for the mapping UUIDs, which Lambda requests use.
+Thread-safe (one connection behind one lock): kinesis.py calls it under its Kinesis request lock, Lambda and IoT
+requests save mapping UUIDs and topic rules from their own threads.
 """
 
 from __future__ import annotations
