@@ -41,6 +41,7 @@ from paho.mqtt.properties import Properties
 from paho.mqtt.subscribeoptions import SubscribeOptions
 
 from localcloud.config import aws_session
+from localcloud.runtime.iot import paho_patches
 from localcloud.runtime.iot.forwarder import KinesisForwarder, Record
 from localcloud.runtime.iot.functions.services import Lookups
 from localcloud.runtime.iot.lookups import EndpointLookups
@@ -65,6 +66,7 @@ from localcloud.servers.mqtt_broker import (
 
 LOG = logging.getLogger(__name__)
 DEFAULT_CLIENT_ID = "iotkpi-rules-engine"
+paho_patches.apply()  # paho's per-message costs were most of the engine's
 
 
 class RuleLoadError(RuntimeError):
@@ -162,7 +164,10 @@ class RulesEngine:
         self._iot = session.client("iot", endpoint_url=endpoint_url, config=config)
         self._lookups = EndpointLookups(endpoint_url, region)
         self._forwarder = KinesisForwarder(
-            kinesis=session.client("kinesis", endpoint_url=endpoint_url, config=config),
+            # PutRecords of up to 500 records: the endpoint validates them, botocore need not walk them first.
+            kinesis=session.client(
+                "kinesis", endpoint_url=endpoint_url, config=config.merge(Config(parameter_validation=False))
+            ),
             sqs=session.client("sqs", endpoint_url=endpoint_url, config=config),
         )
         self._clock = clock

@@ -5,6 +5,10 @@ Records queue per (stream, partition key). Each PutRecords call carries at most 
 overtake an earlier one: the failed head is retried, with backoff, before anything behind it. Keys are served
 round robin, so one chatty device cannot starve the others.
 
+Records gather for up to `linger_s` (50 ms) before a call, or until a call's worth (500) waits: a call costs
+the endpoint and this process about as much as a hundred records (moto's HTTP layer; see the README's benchmark
+notes), so at thousands of messages a second calls of a few records each spent most of the pipeline's CPU.
+
 After `max_attempts` failed tries (stream missing, throttling) the record goes to the rule's errorAction (SQS,
 AWS's message shape); if there is none, or it fails too, the record is dropped and logged, as AWS does. Either
 way `on_done` is called exactly once per record, which is when the MQTT message may be acked. An endpoint that
@@ -78,7 +82,7 @@ class KinesisForwarder:
         self,
         kinesis: Any,
         sqs: Any,
-        linger_s: float = 0.005,
+        linger_s: float = 0.05,
         max_attempts: int = 5,
         backoff_s: float = 0.05,
     ) -> None:
@@ -123,7 +127,8 @@ class KinesisForwarder:
             keys = self._queues.setdefault(record.stream, OrderedDict())
             keys.setdefault(record.partition_key, deque()).append(record)
             self._pending += 1
-            self._wakeup.notify()
+            if self._pending in (1, MAX_RECORDS_PER_CALL):  # what the sender waits for (see _run)
+                self._wakeup.notify()
 
     # -- sender thread ---------------------------------------------------------------------------------------
     def _run(self) -> None:
@@ -133,7 +138,8 @@ class KinesisForwarder:
                     self._wakeup.wait()
                 if self._stopping:
                     return
-            time.sleep(self._linger_s)  # let a few more records join this call
+                # Let more records join this call: up to the linger, or until a call's worth waits.
+                self._wakeup.wait_for(lambda: self._pending >= MAX_RECORDS_PER_CALL or self._stopping, self._linger_s)
             while True:
                 stream, batch, wait_s = self._next_batch()
                 if batch:

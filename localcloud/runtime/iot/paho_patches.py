@@ -1,0 +1,145 @@
+"""paho-mqtt patches for the per-message costs of the rules engine and the simulator's publisher.
+
+paho rebuilds its MQTT 5 property tables for every packet: `Properties.__init__` makes three tables of 27
+entries, and setting, clearing or naming a property walks them, calling str.replace on each name (about 270
+calls for a PUBLISH carrying the broker's user properties). Every message also gets a threading.Condition,
+which only a publisher waiting for its PUBACK uses. In the rules engine, which reads every device message,
+that was most of the runtime's CPU (py-spy, see the README's benchmark notes). The patches keep paho's
+behaviour (the same values, attributes and errors: tests/localcloud/runtime/iot/test_paho_patches.py) and
+target paho-mqtt 2.2.0, pinned in pyproject.toml.
+"""
+
+from __future__ import annotations
+
+import re
+import threading
+from typing import Any
+
+from paho.mqtt import properties as paho_properties
+from paho.mqtt.client import MQTTMessageInfo
+from paho.mqtt.enums import MQTTErrorCode
+from paho.mqtt.packettypes import PacketTypes
+from paho.mqtt.properties import MalformedPacket, MQTTException, Properties
+
+_PRIVATE = frozenset({"packetType", "types", "names", "properties"})
+# Property values paho checks, by compressed name: (lowest, highest).
+_RANGES = {"ReceiveMaximum": (1, 65535), "TopicAlias": (1, 65535), "TopicAliasMaximum": (0, 65535),
+           "MaximumPacketSize": (1, 268435455), "SubscriptionIdentifier": (1, 268435455)}  # fmt: skip
+_FLAGS = frozenset({"RequestResponseInformation", "RequestProblemInformation", "PayloadFormatIndicator"})
+_MULTIPLE = frozenset({11, 38})  # Subscription Identifier and User Property may occur more than once
+# What an MQTT string must not hold, with paho's message for each (strict UTF-8 decoding already refuses the
+# surrogates D800-DFFF, which paho also looks for).
+_FORBIDDEN_CHARACTER = re.compile("[\x00\ufeff\ud800-\udfff]")
+_FORBIDDEN_MESSAGE = {
+    "\x00": "[MQTT-1.5.4-2] Null found in UTF-8 data",
+    "\ufeff": "[MQTT-1.5.4-3] U+FEFF in UTF-8 data",
+}
+_applied = False
+
+
+def apply() -> None:
+    """Patch paho once per process."""
+    global _applied
+    if not _applied:
+        _properties_share_their_tables()
+        _strings_checked_at_once()
+        _message_condition_on_first_use()
+        _applied = True
+
+
+def _properties_share_their_tables() -> None:
+    """Properties' tables are the same for every instance: built once (by paho itself), held by the class,
+    and looked up by name in dicts instead of walked."""
+    tables = Properties(PacketTypes.PUBLISH)
+    idents = {name.replace(" ", ""): ident for name, ident in tables.names.items()}
+    names = {ident: name for name, ident in tables.names.items()}
+    Properties.types, Properties.names, Properties.properties = tables.types, tables.names, tables.properties
+
+    def __init__(self: Properties, packetType: int) -> None:
+        object.__setattr__(self, "packetType", packetType)
+
+    def getIdentFromName(self: Properties, compressedName: str) -> int:
+        return idents.get(compressedName, -1)
+
+    def getNameFromIdent(self: Properties, identifier: int) -> str | None:
+        return names.get(identifier)
+
+    def allowsMultiple(self: Properties, compressedName: str) -> bool:
+        return idents.get(compressedName) in _MULTIPLE
+
+    def clear(self: Properties) -> None:
+        for name in [name for name in vars(self) if name not in _PRIVATE]:
+            delattr(self, name)
+
+    def __setattr__(self: Properties, name: str, value: Any) -> None:
+        name = name.replace(" ", "")
+        if name in _PRIVATE:
+            object.__setattr__(self, name, value)
+            return
+        ident = idents.get(name)
+        if ident is None:
+            raise MQTTException(f"Property name must be one of {self.names.keys()}")
+        if self.packetType not in self.properties[ident][1]:
+            raise MQTTException(f"Property {name} does not apply to packet type {PacketTypes.Names[self.packetType]}")
+        if not isinstance(value, list):
+            if name in _RANGES and not _RANGES[name][0] <= value <= _RANGES[name][1]:
+                low, high = _RANGES[name]
+                raise MQTTException(f"{name} property value must be in the range {low}-{high}")
+            if name in _FLAGS and value not in (0, 1):
+                raise MQTTException(f"{name} property value must be 0 or 1")
+        if ident in _MULTIPLE:
+            if not isinstance(value, list):
+                value = [value]
+            if name in vars(self):
+                value = object.__getattribute__(self, name) + value
+        object.__setattr__(self, name, value)
+
+    for method in (__init__, getIdentFromName, getNameFromIdent, allowsMultiple, clear, __setattr__):
+        setattr(Properties, method.__name__, method)
+
+
+def _strings_checked_at_once() -> None:
+    """readUTF checks a string's characters one by one in Python: one regular expression search instead,
+    which finds the same first offending character."""
+    read_int16 = paho_properties.readInt16
+
+    def readUTF(buffer: bytes, maxlen: int) -> tuple[str, int]:
+        if maxlen < 2:
+            raise MalformedPacket("Not enough data to read string length")
+        length = read_int16(buffer)
+        if length > maxlen - 2:
+            raise MalformedPacket("Length delimited string too long")
+        text = buffer[2 : 2 + length].decode("utf-8")
+        if (found := _FORBIDDEN_CHARACTER.search(text)) is not None:
+            raise MalformedPacket(_FORBIDDEN_MESSAGE.get(found[0], "[MQTT-1.5.4-1] D800-DFFF found in UTF-8 data"))
+        return text, length + 2
+
+    paho_properties.readUTF = readUTF
+
+
+def _message_condition_on_first_use() -> None:
+    """Every MQTTMessage, received ones too, gets an MQTTMessageInfo with a threading.Condition, which only
+    wait_for_publish/is_published/_set_as_published use: the condition is made on first use instead."""
+    slot = MQTTMessageInfo._condition  # the __slots__ member
+    creating = threading.Lock()
+
+    def condition(self: MQTTMessageInfo) -> threading.Condition:
+        try:
+            return slot.__get__(self)
+        except AttributeError:
+            with creating:  # the network thread and a waiting publisher may both ask first
+                try:
+                    return slot.__get__(self)
+                except AttributeError:
+                    made = threading.Condition()
+                    slot.__set__(self, made)
+                    return made
+
+    def __init__(self: MQTTMessageInfo, mid: int) -> None:  # paho's, without the condition
+        self.mid = mid
+        self._published = False
+        self.rc = MQTTErrorCode.MQTT_ERR_SUCCESS
+        self._iterpos = 0
+
+    MQTTMessageInfo._condition = property(condition, slot.__set__)
+    MQTTMessageInfo.__init__ = __init__
