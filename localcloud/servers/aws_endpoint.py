@@ -7,6 +7,7 @@ and are applied before the server imports any backend, so every request sees the
 from __future__ import annotations
 
 import argparse
+import logging
 import os
 import signal
 import sys
@@ -45,6 +46,9 @@ def main(argv: list[str] | None = None) -> None:
     )
     os.environ.setdefault("MOTO_PORT", str(args.port))  # moto builds some URLs (SQS queue URLs) with it
     signal.signal(signal.SIGTERM, lambda _signum, _frame: sys.exit(0))
+    # No line per request in the log (werkzeug's access log): at the pipeline's hundreds of requests a second it
+    # was a tenth of each request's cost. Errors are still logged.
+    logging.getLogger("werkzeug").setLevel(logging.WARNING)
     run_simple(args.host, args.port, app, threaded=True, request_handler=server.MotoRequestHandler)
 
 
