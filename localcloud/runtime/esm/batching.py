@@ -14,8 +14,9 @@ from typing import Any
 
 # Synchronous invocation payload limit; a batch is cut before its event would exceed it.
 MAX_PAYLOAD_BYTES = 6 * 1024 * 1024
-# Bytes of the event envelope `{"Records": []}` around the records.
-EVENT_ENVELOPE_BYTES = len('{"Records": []}')
+# Bytes of the event envelope `{"Records":[]}` around the records (events.event_json), and between two.
+EVENT_ENVELOPE_BYTES = len('{"Records":[]}')
+SEPARATOR_BYTES = len(",")
 BACKOFF_FIRST_S = 0.1
 BACKOFF_MAX_S = 1.0
 
@@ -26,9 +27,8 @@ class Record:
 
     sequence_number: str
     partition_key: str
-    data: bytes
     arrival: float  # ApproximateArrivalTimestamp, epoch seconds
-    event: dict[str, Any] | None = field(default=None, compare=False, repr=False)
+    event: str = field(default="", compare=False, repr=False)  # its element of the event, JSON text
     event_bytes: int = 0  # its size inside the JSON event
 
     @property
@@ -109,7 +109,7 @@ def batch_length(records: Sequence[Record], batch_size: int, max_bytes: int = MA
     total = EVENT_ENVELOPE_BYTES
     count = 0
     for record in records[:batch_size]:
-        extra = record.event_bytes + (2 if count else 0)  # ", " between records
+        extra = record.event_bytes + (SEPARATOR_BYTES if count else 0)
         if count and total + extra > max_bytes:
             break
         total += extra

@@ -5,7 +5,6 @@ Shapes follow the AWS Lambda developer guide ("Example Kinesis record event", "E
 
 from __future__ import annotations
 
-import base64
 import json
 from collections.abc import Sequence
 from datetime import UTC, datetime
@@ -19,34 +18,38 @@ def record_event(
     shard_id: str,
     sequence_number: str,
     partition_key: str,
-    data: bytes,
+    data_base64: str,
     arrival: float,
     stream_arn: str,
     region: str,
     invoke_identity_arn: str,
-) -> dict[str, Any]:
-    """One element of the event's `Records`."""
-    return {
-        "kinesis": {
-            "kinesisSchemaVersion": "1.0",
-            "partitionKey": partition_key,
-            "sequenceNumber": sequence_number,
-            "data": base64.b64encode(data).decode("ascii"),
-            "approximateArrivalTimestamp": round(arrival, 3),
+) -> str:
+    """One element of the event's `Records`, as JSON text: made once when the record is read, it gives the
+    record's size in the event (for the 6 MB cap) and the event is these texts joined (`event_json`)."""
+    return json.dumps(
+        {
+            "kinesis": {
+                "kinesisSchemaVersion": "1.0",
+                "partitionKey": partition_key,
+                "sequenceNumber": sequence_number,
+                "data": data_base64,
+                "approximateArrivalTimestamp": round(arrival, 3),
+            },
+            "eventSource": "aws:kinesis",
+            "eventVersion": "1.0",
+            "eventID": f"{shard_id}:{sequence_number}",
+            "eventName": "aws:kinesis:record",
+            "invokeIdentityArn": invoke_identity_arn,
+            "awsRegion": region,
+            "eventSourceARN": stream_arn,
         },
-        "eventSource": "aws:kinesis",
-        "eventVersion": "1.0",
-        "eventID": f"{shard_id}:{sequence_number}",
-        "eventName": "aws:kinesis:record",
-        "invokeIdentityArn": invoke_identity_arn,
-        "awsRegion": region,
-        "eventSourceARN": stream_arn,
-    }
+        separators=(",", ":"),
+    )
 
 
-def encoded_size(event_record: dict[str, Any]) -> int:
-    """Bytes the record adds to the JSON event (for the 6 MB payload cap)."""
-    return len(json.dumps(event_record, separators=(",", ":")))
+def event_json(records: Sequence[str]) -> str:
+    """The invocation event of records made by `record_event`: {"Records": [...]}."""
+    return '{"Records":[' + ",".join(records) + "]}"
 
 
 def iso_millis(epoch_seconds: float) -> str:

@@ -162,13 +162,12 @@ class ExecutionEnvironment:
     def _run(self, request_id: str, event_json: str, deadline: float) -> tuple[dict | None, tuple | None]:
         request = {
             "request_id": request_id,
-            "event": event_json,
             "deadline_ms": epoch_ms() + self.config.timeout_s * 1000,
             "invoked_function_arn": self.config.arn,
             "trace_id": _trace_id(),
         }
         try:
-            send_message(self._sock, request)
+            send_message(self._sock, request, event_json.encode())
         except OSError:
             return None, self._exited(request_id)
         return self._await(request_id, deadline)

@@ -8,10 +8,11 @@ and are reused, at most `reserved concurrency` (else `default_concurrency`) per 
 invocations wait for a free one. The configuration is re-read at most every `config_refresh_s`; when it
 changed, warm environments retire and new invocations get environments built from the new configuration.
 
-`invoke` returns an InvocationResult for everything the function does (result, unhandled error, timeout,
-crash); it raises only when there is nothing to run: FunctionNotFoundError, FunctionConfigError (and its
-CodeLocationError), ThrottledError (reserved concurrency 0), botocore errors when the endpoint cannot be reached
-at the first lookup, TypeError when the event is not JSON-serialisable.
+`invoke` (and `invoke_json`, for an event already in JSON) returns an InvocationResult for everything the
+function does (result, unhandled error, timeout, crash); it raises only when there is nothing to run:
+FunctionNotFoundError, FunctionConfigError (and its CodeLocationError), ThrottledError (reserved concurrency 0),
+botocore errors when the endpoint cannot be reached at the first lookup, TypeError when the event is not
+JSON-serialisable.
 """
 
 from __future__ import annotations
@@ -158,9 +159,12 @@ class LambdaInvoker:
 
     def invoke(self, function_name: str, event: Any) -> InvocationResult:
         """Run the function's handler on `event`; thread-safe; blocks for a free execution environment."""
+        return self.invoke_json(function_name, json.dumps(event))
+
+    def invoke_json(self, function_name: str, event_json: str) -> InvocationResult:
+        """`invoke` with the event already in JSON (the event source mapping builds its events as text)."""
         if self._closed:
             raise RuntimeError("the Lambda invoker is closed")
-        event_json = json.dumps(event)
         pool = self._pool(function_name)
         config, env = pool.acquire(self.default_concurrency)
         if env is None:

@@ -10,6 +10,7 @@ from aws_lambda_powertools.utilities.parser.models import KinesisDataStreamModel
 from localcloud.runtime.esm import events
 from localcloud.runtime.esm.batching import (
     EVENT_ENVELOPE_BYTES,
+    SEPARATOR_BYTES,
     CheckpointTracker,
     MappingConfig,
     PendingBatch,
@@ -29,7 +30,7 @@ STREAM_ARN = "arn:aws:kinesis:us-east-1:123456789012:stream/telemetry"
 
 
 def make_records(count, *, start=1, size=10, arrival=1_700_000_000.0, key="k"):
-    return [Record(str(start + i), f"{key}{i}", b"x", arrival + i, event_bytes=size) for i in range(count)]
+    return [Record(str(start + i), f"{key}{i}", arrival + i, event_bytes=size) for i in range(count)]
 
 
 # ---- batches -------------------------------------------------------------------------------------------------
@@ -40,7 +41,7 @@ def test_batch_is_cut_at_batch_size():
 
 def test_batch_is_cut_before_the_payload_cap():
     records = make_records(10, size=100)
-    cap = EVENT_ENVELOPE_BYTES + 3 * 100 + 2 * 2  # exactly three records and their separators
+    cap = EVENT_ENVELOPE_BYTES + 3 * 100 + 2 * SEPARATOR_BYTES  # exactly three records and their separators
     assert batch_length(records, batch_size=10, max_bytes=cap) == 3
     assert batch_length(records, batch_size=10, max_bytes=cap - 1) == 2
 
@@ -174,14 +175,14 @@ def _minimal():
 
 
 # ---- event shapes --------------------------------------------------------------------------------------------
-def _event(payloads):
-    return {
-        "Records": [
+def _event_json(payloads):
+    return events.event_json(
+        [
             events.record_event(
                 shard_id="shardId-000000000001",
                 sequence_number=str(100 + i),
                 partition_key=f"device-{i}",
-                data=json.dumps(payload).encode(),
+                data_base64=base64.b64encode(json.dumps(payload).encode()).decode(),
                 arrival=1_700_000_000.123 + i,
                 stream_arn=STREAM_ARN,
                 region="us-east-1",
@@ -189,7 +190,11 @@ def _event(payloads):
             )
             for i, payload in enumerate(payloads)
         ]
-    }
+    )
+
+
+def _event(payloads):
+    return json.loads(_event_json(payloads))
 
 
 def test_event_parses_with_powertools_data_class_and_parser_model():
@@ -203,14 +208,17 @@ def test_event_parses_with_powertools_data_class_and_parser_model():
     assert model.Records[0].eventSourceARN == STREAM_ARN
 
 
-def test_encoded_size_matches_the_serialised_record():
-    record = _event([{"n": "x" * 1000}])["Records"][0]
-    assert events.encoded_size(record) == len(json.dumps(record, separators=(",", ":")))
-    assert json.loads(base64.b64decode(record["kinesis"]["data"])) == {"n": "x" * 1000}
+def test_the_event_is_its_records_texts_joined_and_sizes_add_up():
+    payloads = [{"n": "x" * 1000}, {"n": 'é\u2028"quoted"'}, {}]
+    texts = [json.dumps(record, separators=(",", ":")) for record in _event(payloads)["Records"]]
+    text = _event_json(payloads)
+    assert len(text) == EVENT_ENVELOPE_BYTES + sum(map(len, texts)) + 2 * SEPARATOR_BYTES
+    assert json.loads(base64.b64decode(_event(payloads)["Records"][1]["kinesis"]["data"])) == payloads[1]
+    assert _event([]) == {"Records": []}
 
 
 def test_failure_record_has_the_aws_kinesis_invocation_record_shape():
-    records = [Record("7", "a", b"", 1_573_691_884.835), Record("9", "b", b"", 1_573_691_885.58)]
+    records = [Record("7", "a", 1_573_691_884.835), Record("9", "b", 1_573_691_885.58)]
     document = events.failure_record(
         records=records,
         shard_id="shardId-000000000001",
