@@ -26,7 +26,7 @@ from pathlib import Path
 
 import psycopg
 
-from benchmarks import Figure
+from benchmarks import Figure, processes
 from benchmarks.bench_pipeline import DEVICES, payload
 from localcloud.tools.simulator.publisher import MqttPublisher
 from tests.fixtures.local_cloud import LocalCloud
@@ -36,18 +36,6 @@ RATE = 1_000  # readings/s, from the issue
 GROWTH_GOAL_MB = 50
 SAMPLE_EVERY_S = 30
 DRAIN_TIMEOUT_S = 300
-
-
-def _children() -> dict[int, list[int]]:
-    children: dict[int, list[int]] = {}
-    for entry in Path("/proc").iterdir():
-        if entry.name.isdigit():
-            try:
-                parent = int((entry / "stat").read_text().rsplit(")", 1)[1].split()[1])
-            except (OSError, IndexError, ValueError):
-                continue
-            children.setdefault(parent, []).append(int(entry.name))
-    return children
 
 
 Memory = tuple[int, int]  # (PSS bytes, of which in shared-memory segments)
@@ -69,15 +57,10 @@ def _memory(pid: int) -> Memory:
     return 0, 0
 
 
-def tree_memory(pid: int, children: dict[int, list[int]]) -> Memory:
-    """Memory of `pid` and all its descendants."""
-    pending, pss, shared = [pid], 0, 0
-    while pending:
-        current = pending.pop()
-        process_pss, process_shared = _memory(current)
-        pss, shared = pss + process_pss, shared + process_shared
-        pending += children.get(current, [])
-    return pss, shared
+def summed_memory(pids: list[int]) -> Memory:
+    """Memory of the processes `pids`, summed."""
+    found = [_memory(pid) for pid in pids]
+    return sum(pss for pss, _ in found), sum(shared for _, shared in found)
 
 
 def log_pumps(folders: list[Path]) -> list[int]:
@@ -98,11 +81,9 @@ def log_pumps(folders: list[Path]) -> list[int]:
 
 def memory(cloud: LocalCloud) -> dict[str, Memory]:
     """Memory per local-cloud component (each with its child processes)."""
-    pids, children = cloud.recorded_pids(), _children()
-    found = {name: tree_memory(pids[name], children) for name in ("moto", "runtime", "mosquitto", "postgres")}
+    found = {name: summed_memory(pids) for name, pids in processes.components(cloud).items()}
     cluster = Path(json.loads((cloud.state_dir / "postgres.json").read_text())["root"])
-    pumps = [_memory(pid) for pid in log_pumps([cloud.state_dir, cluster])]
-    found["log pumps"] = (sum(pss for pss, _ in pumps), sum(shared for _, shared in pumps))
+    found["log pumps"] = summed_memory(log_pumps([cloud.state_dir, cluster]))
     return found
 
 
