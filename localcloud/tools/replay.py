@@ -16,6 +16,7 @@ the local cloud (AWS_ENDPOINT_URL, or the endpoint `localcloud up` wrote beside 
 
 from __future__ import annotations
 
+import base64
 import json
 import os
 import sys
@@ -168,8 +169,8 @@ class Replayer:
         while remaining:
             count = batch_length(remaining, REPLAY_BATCH_SIZE)
             chunk, remaining = remaining[:count], remaining[count:]
-            event = {"Records": [record.event for record in chunk]}
-            response = self.lam.invoke(FunctionName=batch.function_arn, Payload=json.dumps(event).encode())
+            event = events.event_json([record.event for record in chunk])
+            response = self.lam.invoke(FunctionName=batch.function_arn, Payload=event.encode())
             payload = response["Payload"].read()
             if response.get("FunctionError"):
                 raise ReplayError(f"{batch}: the function failed: {payload[:500].decode(errors='replace')}")
@@ -188,15 +189,13 @@ class Replayer:
             shard_id=batch.shard_id,
             sequence_number=raw["SequenceNumber"],
             partition_key=raw["PartitionKey"],
-            data=raw["Data"],
+            data_base64=base64.b64encode(raw["Data"]).decode("ascii"),
             arrival=arrival,
             stream_arn=batch.stream_arn,
             region=batch.region,
             invoke_identity_arn=self._identity,
         )
-        return Record(
-            raw["SequenceNumber"], raw["PartitionKey"], raw["Data"], arrival, event, events.encoded_size(event)
-        )
+        return Record(raw["SequenceNumber"], raw["PartitionKey"], arrival, event=event, event_bytes=len(event))
 
 
 def run(settings: Settings, queue: str | None, limit: int | None, dry_run: bool) -> int:
