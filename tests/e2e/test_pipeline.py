@@ -137,6 +137,7 @@ def test_readings_become_rows_rejects_and_kpi_windows(local_cloud: LocalCloud, p
     assert window(b, 60, BASE)[:4] == (5, 5, 55, pytest.approx(100 * 5 / 60))
 
 
+@pytest.mark.usefixtures("passwords_checked")
 def test_up_creates_the_read_only_grafana_login(local_cloud: LocalCloud):
     settings = local_cloud.settings
     host, port = settings["GRAFANA_DB_HOST"].rsplit(":", 1)

@@ -94,6 +94,7 @@ def test_the_secret_is_cached_and_force_fetch_reads_it_again(login: Login):
     assert config.SECRET_MAX_AGE_S >= 60  # the cache is what keeps Secrets Manager calls cheap
 
 
+@pytest.mark.usefixtures("passwords_checked")
 def test_after_a_refused_login_the_function_fetches_the_secret_again(login: Login):
     database = Database()
     with database.transaction() as conn:
@@ -108,6 +109,7 @@ def test_after_a_refused_login_the_function_fetches_the_secret_again(login: Logi
     database.reset()
 
 
+@pytest.mark.usefixtures("passwords_checked")
 def test_a_password_the_secret_does_not_have_fails_after_one_fresh_look(login: Login):
     database = Database()
     login.rotate(in_the_secret=False)  # the role changed, the secret did not: nothing to pick up

@@ -79,6 +79,7 @@ def test_tables_a_later_migration_adds_are_handed_over_on_the_next_run(migrated)
         conn.execute(sql.SQL("DROP TABLE {}").format(sql.Identifier(table)))
 
 
+@pytest.mark.usefixtures("passwords_checked")
 def test_a_given_password_is_kept_and_a_new_one_replaces_the_old(migrated):
     first = ensure_functions_login(migrated)
     assert ensure_functions_login(migrated, first["password"]) == first
