@@ -26,10 +26,10 @@ from localcloud.config import REPO_ROOT
 from tests.fixtures.local_cloud import LocalCloud, wait_until
 from tests.fixtures.terraform import terraform_env
 
-pytestmark = pytest.mark.e2e
-
 BASE = datetime.now(UTC).replace(minute=0, second=0, microsecond=0) - timedelta(hours=2)
 APPLY_TIMEOUT_S = 900  # a first apply on a busy 2-core machine: providers' own waits (SQS, Kinesis, S3) add up
+# The module's fixture runs in its first test's time: the suite's 300 s would cut a slow first apply short.
+pytestmark = [pytest.mark.e2e, pytest.mark.timeout(APPLY_TIMEOUT_S + 120)]
 
 
 @pytest.fixture(scope="module")
