@@ -94,13 +94,18 @@ class MappingRunner:
             worker.start()
         self._synced_once = True
 
+    def shard_workers(self) -> list[ShardWorker]:
+        """The workers now: a copy, because sync_shards adds workers from the poller's thread while status and
+        stop, from other threads, go through them (made in one step under the GIL, no lock needed)."""
+        return list(self.workers.values())
+
     def stop(self) -> None:
-        for worker in self.workers.values():
+        for worker in self.shard_workers():
             worker.stop()
 
     def join(self, timeout: float) -> None:
         deadline = time.monotonic() + timeout
-        for worker in self.workers.values():
+        for worker in self.shard_workers():
             worker.join(max(0.0, deadline - time.monotonic()))
 
 
@@ -159,7 +164,7 @@ class EventSourceMappingPoller:
     def status(self) -> list[dict]:
         with self._lock:
             runners = list(self._runners.values())
-        return [worker.status() for runner in runners for worker in runner.workers.values()]
+        return [worker.status() for runner in runners for worker in runner.shard_workers()]
 
     def refresh(self) -> None:
         """Bring the running mappings and shards in line with the endpoint (also called by the loop)."""
