@@ -184,18 +184,16 @@ class Replayer:
     def _record(self, batch: FailedBatch, raw: dict[str, Any]) -> Record:
         if not self._identity:  # the event's invokeIdentityArn: who invokes, as the mapping sets it
             self._identity = self.sts.get_caller_identity()["Arn"]
-        arrival = raw["ApproximateArrivalTimestamp"].timestamp()
-        event = events.record_event(
+        return events.event_record(
             shard_id=batch.shard_id,
             sequence_number=raw["SequenceNumber"],
             partition_key=raw["PartitionKey"],
             data_base64=base64.b64encode(raw["Data"]).decode("ascii"),
-            arrival=arrival,
+            arrival=raw["ApproximateArrivalTimestamp"].timestamp(),
             stream_arn=batch.stream_arn,
             region=batch.region,
             invoke_identity_arn=self._identity,
         )
-        return Record(raw["SequenceNumber"], raw["PartitionKey"], arrival, event=event, event_bytes=len(event))
 
 
 def run(settings: Settings, queue: str | None, limit: int | None, dry_run: bool) -> int:

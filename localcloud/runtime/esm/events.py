@@ -13,7 +13,7 @@ from typing import Any
 from localcloud.runtime.esm.batching import Record
 
 
-def record_event(
+def event_record(
     *,
     shard_id: str,
     sequence_number: str,
@@ -23,10 +23,11 @@ def record_event(
     stream_arn: str,
     region: str,
     invoke_identity_arn: str,
-) -> str:
-    """One element of the event's `Records`, as JSON text: made once when the record is read, it gives the
-    record's size in the event (for the 6 MB cap) and the event is these texts joined (`event_json`)."""
-    return json.dumps(
+) -> Record:
+    """A record read from the shard, with its element of the event's `Records` as JSON text: made once, it
+    gives the record's size in the event (for the 6 MB cap; json.dumps escapes all but ASCII, so characters
+    are bytes) and the event is these texts joined (`event_json`)."""
+    event = json.dumps(
         {
             "kinesis": {
                 "kinesisSchemaVersion": "1.0",
@@ -45,10 +46,11 @@ def record_event(
         },
         separators=(",", ":"),
     )
+    return Record(sequence_number, partition_key, arrival, event=event, event_bytes=len(event))
 
 
 def event_json(records: Sequence[str]) -> str:
-    """The invocation event of records made by `record_event`: {"Records": [...]}."""
+    """The invocation event of the records' texts made by `event_record`: {"Records": [...]}."""
     return '{"Records":[' + ",".join(records) + "]}"
 
 

@@ -182,18 +182,16 @@ class ShardWorker:
 
     def _record(self, raw: dict[str, Any]) -> Record:
         """A GetRecords record, as the poller's client leaves it (Data in base64, the time in epoch seconds)."""
-        arrival = float(raw["ApproximateArrivalTimestamp"])
-        event = events.record_event(
+        return events.event_record(
             shard_id=self.ctx.shard_id,
             sequence_number=raw["SequenceNumber"],
             partition_key=raw["PartitionKey"],
             data_base64=raw["Data"],
-            arrival=arrival,
+            arrival=float(raw["ApproximateArrivalTimestamp"]),
             stream_arn=self.ctx.config.stream_arn,
             region=self.ctx.region,
             invoke_identity_arn=self.ctx.invoke_identity_arn,
         )
-        return Record(raw["SequenceNumber"], raw["PartitionKey"], arrival, event=event, event_bytes=len(event))
 
     def _dispatch(self, records: list[Record]) -> None:
         with self._cond:

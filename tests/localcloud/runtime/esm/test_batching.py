@@ -178,7 +178,7 @@ def _minimal():
 def _event_json(payloads):
     return events.event_json(
         [
-            events.record_event(
+            events.event_record(
                 shard_id="shardId-000000000001",
                 sequence_number=str(100 + i),
                 partition_key=f"device-{i}",
@@ -187,7 +187,7 @@ def _event_json(payloads):
                 stream_arn=STREAM_ARN,
                 region="us-east-1",
                 invoke_identity_arn="arn:aws:iam::123456789012:role/x",
-            )
+            ).event
             for i, payload in enumerate(payloads)
         ]
     )
