@@ -54,7 +54,7 @@ def main(argv: list[str]) -> int:
         print(f"   {len(result)} figures in {time.monotonic() - started:.1f}s", flush=True)
         figures += result
     print_table(figures)
-    modules = {path.stem: newest(path) for path in sorted(RESULTS.glob("bench_*.json"))}
+    modules = recorded_modules() | {path.stem: newest(path) for path in sorted(RESULTS.glob("bench_*.json"))}
     (RESULTS / "latest.json").write_text(json.dumps({"machine": machine(), "modules": modules}, indent=2))
     print(f"\nwritten: {RESULTS / 'latest.json'} (the newest figures of every benchmark)")
     return 1 if failed else 0
@@ -62,6 +62,13 @@ def main(argv: list[str]) -> int:
 
 def now(epoch: float | None = None) -> str:
     return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(epoch))
+
+
+def recorded_modules() -> dict:
+    """The figures latest.json holds (it is tracked; the per-module files are not): in a fresh clone a module
+    not run again keeps the figures it had instead of dropping out of the table."""
+    latest = RESULTS / "latest.json"
+    return json.loads(latest.read_text())["modules"] if latest.exists() else {}
 
 
 def newest(path: Path) -> dict:

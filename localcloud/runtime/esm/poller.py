@@ -14,41 +14,18 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-import botocore.session
 from botocore.config import Config
 from botocore.exceptions import BotoCoreError, ClientError
-from botocore.parsers import ResponseParserFactory
 
 from localcloud.config import aws_session
 from localcloud.runtime.esm.batching import MappingConfig
 from localcloud.runtime.esm.checkpoints import CheckpointStore
 from localcloud.runtime.esm.shard import ShardContext, ShardWorker
+from localcloud.runtime.kinesis_client import records_client
 
 log = logging.getLogger(__name__)
 
 STOP_TIMEOUT_S = 10.0
-
-
-def records_client(session: Any, endpoint_url: str, config: Config) -> Any:
-    """A Kinesis client whose GetRecords answers keep each record's Data in base64 and its
-    ApproximateArrivalTimestamp in epoch seconds, as they come over the wire: that is how the invocation event
-    carries them, and botocore decoding every record's data and time, only for the poller to encode them again,
-    cost more than the rest of the poller's work on a record (botocore's documented parser defaults, as the AWS
-    CLI sets them for its raw timestamps)."""
-    parsers = ResponseParserFactory()
-    parsers.set_parser_defaults(blob_parser=str, timestamp_parser=float)
-    core = botocore.session.get_session()
-    core.register_component("response_parser_factory", parsers)
-    credentials = session.get_credentials()
-    return core.create_client(
-        "kinesis",
-        region_name=session.region_name,
-        endpoint_url=endpoint_url,
-        config=config,
-        aws_access_key_id=credentials.access_key,
-        aws_secret_access_key=credentials.secret_key,
-        aws_session_token=credentials.token,
-    )
 
 
 class MappingRunner:

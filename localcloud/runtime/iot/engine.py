@@ -27,7 +27,6 @@ import logging
 import signal
 import threading
 import time
-import uuid
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -57,6 +56,7 @@ from localcloud.runtime.iot.sql import (
     parse_template,
 )
 from localcloud.runtime.iot.topics import topic_matches
+from localcloud.runtime.kinesis_client import records_client
 from localcloud.servers.mqtt_broker import (
     BROKER_PROPERTY_PREFIX,
     CLIENT_ID_PROPERTY,
@@ -136,7 +136,6 @@ def message_of(msg: mqtt.MQTTMessage, received_at_ms: int) -> Message:
         client_id=broker.get(CLIENT_ID_PROPERTY),
         principal=broker.get(USERNAME_PROPERTY),
         source_ip=broker.get(SOURCE_IP_PROPERTY),
-        trace_id=str(uuid.uuid4()),
         properties=MqttProperties(
             content_type=getattr(properties, "ContentType", None),
             format_indicator=getattr(properties, "PayloadFormatIndicator", None),
@@ -165,9 +164,7 @@ class RulesEngine:
         self._lookups = EndpointLookups(endpoint_url, region)
         self._forwarder = KinesisForwarder(
             # PutRecords of up to 500 records: the endpoint validates them, botocore need not walk them first.
-            kinesis=session.client(
-                "kinesis", endpoint_url=endpoint_url, config=config.merge(Config(parameter_validation=False))
-            ),
+            kinesis=records_client(session, endpoint_url, config.merge(Config(parameter_validation=False))),
             sqs=session.client("sqs", endpoint_url=endpoint_url, config=config),
         )
         self._clock = clock
@@ -326,6 +323,8 @@ class RulesEngine:
                 and (loaded.rule.topic_filter in filters or not sub_ids)
                 and topic_matches(loaded.rule.topic_filter, msg.topic)
             ]
+            for loaded in rules:
+                loaded.counts["matched"] += 1
         selected = [(loaded, result) for loaded in rules if (result := self._evaluate(loaded, message)) is not None]
         if not selected:
             client.ack(msg.mid, msg.qos)
@@ -355,8 +354,6 @@ class RulesEngine:
 
     def _evaluate(self, loaded: LoadedRule, message: Message) -> tuple[bytes, str] | None:
         """The rule's output and the action's partition key (its template reads the incoming message)."""
-        with self._lock:
-            loaded.counts["matched"] += 1
         try:
             ctx = loaded.rule.context(message, loaded.environment)
             output = loaded.rule.output(ctx)

@@ -23,7 +23,6 @@ import json
 import logging
 import threading
 import time
-import uuid
 from collections import OrderedDict, deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -62,7 +61,7 @@ def error_action_body(record: Record) -> str:
         {
             "ruleName": record.rule_name,
             "topic": record.message.topic,
-            "cloudwatchTraceId": record.message.trace_id or str(uuid.uuid4()),
+            "cloudwatchTraceId": record.message.trace,
             "clientId": record.message.client_id or "",
             "base64OriginalPayload": base64.b64encode(record.message.payload).decode(),
             "failures": [
@@ -144,7 +143,9 @@ class KinesisForwarder:
                 stream, batch, wait_s = self._next_batch()
                 if batch:
                     self._send(stream, batch)
-                    continue
+                    if self._pending >= MAX_RECORDS_PER_CALL:
+                        continue
+                    break  # linger again: what arrived during the call is rarely a call's worth
                 if wait_s:
                     with self._wakeup:
                         self._wakeup.wait(wait_s)

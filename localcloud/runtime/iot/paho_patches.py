@@ -3,8 +3,9 @@
 paho rebuilds its MQTT 5 property tables for every packet: `Properties.__init__` makes three tables of 27
 entries, and setting, clearing or naming a property walks them, calling str.replace on each name (about 270
 calls for a PUBLISH carrying the broker's user properties). Every message also gets a threading.Condition,
-which only a publisher waiting for its PUBACK uses. In the rules engine, which reads every device message,
-that was most of the runtime's CPU (py-spy, see the README's benchmark notes). The patches keep paho's
+which only a publisher waiting for its PUBACK uses. And every packet took a select() and three or four recv()
+calls (its command byte, each byte of its length, its body). In the rules engine, which reads every device
+message, that was most of the runtime's CPU (py-spy, see the README's benchmark notes). The patches keep paho's
 behaviour (the same values, attributes and errors: tests/localcloud/runtime/iot/test_paho_patches.py) and
 target paho-mqtt 2.2.0, pinned in pyproject.toml.
 """
@@ -16,7 +17,7 @@ import threading
 from typing import Any
 
 from paho.mqtt import properties as paho_properties
-from paho.mqtt.client import MQTTMessageInfo
+from paho.mqtt.client import Client, MQTTMessageInfo
 from paho.mqtt.enums import MQTTErrorCode
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import MalformedPacket, MQTTException, Properties
@@ -34,6 +35,8 @@ _FORBIDDEN_MESSAGE = {
     "\x00": "[MQTT-1.5.4-2] Null found in UTF-8 data",
     "\ufeff": "[MQTT-1.5.4-3] U+FEFF in UTF-8 data",
 }
+# What a read from the socket asks for: many packets' worth (a device reading's PUBLISH is ~150 bytes).
+READ_SIZE = 64 * 1024
 _applied = False
 
 
@@ -44,6 +47,7 @@ def apply() -> None:
         _properties_share_their_tables()
         _strings_checked_at_once()
         _message_condition_on_first_use()
+        _reads_buffered()
         _applied = True
 
 
@@ -143,3 +147,55 @@ def _message_condition_on_first_use() -> None:
 
     MQTTMessageInfo._condition = property(condition, slot.__set__)
     MQTTMessageInfo.__init__ = __init__
+
+
+class _ReadBuffer:
+    """What one recv() brought from a connection's socket and paho has not taken yet."""
+
+    __slots__ = ("data", "position", "sock")
+
+    def __init__(self, sock: object) -> None:
+        self.sock = sock
+        self.data = b""
+        self.position = 0
+
+    @property
+    def holds_bytes(self) -> bool:
+        return self.position < len(self.data)
+
+
+def _reads_buffered() -> None:
+    """paho's reads of a packet's parts are served from a buffer that one recv() of up to READ_SIZE fills, and
+    loop_read goes on while that buffer holds bytes (select() cannot see them): a recv() per many packets instead
+    of three per packet, and a select() per socket read instead of one per packet.
+
+    `_sock_recv` keeps paho's contract: up to `bufsize` bytes, BlockingIOError when nothing is there (paho then
+    keeps the partial packet and waits in select()), b"" when the broker closed the connection. A new
+    connection (another socket object) starts with an empty buffer."""
+    receive = Client._sock_recv
+    read = Client.loop_read
+
+    def buffer_of(client: Client) -> _ReadBuffer:
+        buffer = client.__dict__.get("_read_buffer")
+        if buffer is None or buffer.sock is not client._sock:
+            buffer = client.__dict__["_read_buffer"] = _ReadBuffer(client._sock)
+        return buffer
+
+    def _sock_recv(self: Client, bufsize: int) -> bytes:
+        buffer = buffer_of(self)
+        if not buffer.holds_bytes:
+            buffer.data, buffer.position = receive(self, max(bufsize, READ_SIZE)), 0
+            if not buffer.data:
+                return buffer.data
+        start = buffer.position
+        buffer.position = min(start + bufsize, len(buffer.data))
+        return buffer.data[start : buffer.position]
+
+    def loop_read(self: Client, max_packets: int = 1) -> MQTTErrorCode:
+        rc = read(self, max_packets)
+        while rc == MQTTErrorCode.MQTT_ERR_SUCCESS and self._sock is not None and buffer_of(self).holds_bytes:
+            rc = read(self, max_packets)
+        return rc
+
+    Client._sock_recv = _sock_recv
+    Client.loop_read = loop_read

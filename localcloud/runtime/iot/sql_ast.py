@@ -6,6 +6,8 @@ Field references, `.name` and `[n]` on a value of the wrong shape give Undefined
 
 from __future__ import annotations
 
+import functools
+import uuid
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -57,8 +59,14 @@ class Message:
     client_id: str | None = None
     principal: str | None = None
     source_ip: str | None = None
-    trace_id: str | None = None
+    trace_id: str | None = None  # given (tests, replays); else made on first use by `trace`
     properties: MqttProperties | None = None
+
+    @functools.cached_property
+    def trace(self) -> str:
+        """The message's trace id (traceid(), the error action's cloudwatchTraceId): one per message, made only
+        when asked for, since few messages need one and a uuid4 per message was a tenth of the engine's cost."""
+        return self.trace_id or str(uuid.uuid4())
 
 
 @dataclass

@@ -80,5 +80,5 @@ FUNCTIONS = [
     Function("sql_version", lambda ctx: ctx.numbers.version, 0, 0),
     Function("timestamp", lambda ctx: ctx.message.received_at_ms, 0, 0),
     Function("topic", _topic, 0, 1),
-    Function("traceid", lambda ctx: _optional(ctx.message.trace_id), 0, 0),
+    Function("traceid", lambda ctx: ctx.message.trace, 0, 0),
 ]

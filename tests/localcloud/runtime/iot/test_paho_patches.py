@@ -1,15 +1,17 @@
 """localcloud/runtime/iot/paho_patches.py keeps paho's behaviour: every case runs with paho as shipped, in a
 fresh interpreter, and patched, here; the outcomes (bytes packed, properties unpacked, errors raised) must be
-equal. No I/O but the subprocess."""
+equal. The buffered reads are checked against a scripted broker on a loopback socket."""
 
 from __future__ import annotations
 
 import json
+import socket
 import subprocess
 import sys
 import threading
 import time
 
+import paho.mqtt.client as mqtt
 import pytest
 from paho.mqtt.client import MQTTMessageInfo
 from paho.mqtt.packettypes import PacketTypes
@@ -123,3 +125,44 @@ def test_applying_twice_changes_nothing(packet_type):
     props.UserProperty = ("a", "b")
     props.UserProperty = ("c", "d")
     assert props.UserProperty == [("a", "b"), ("c", "d")]
+
+
+def _publish_packet(topic: str, payload: bytes) -> bytes:
+    """An MQTT 3.1.1 QoS 0 PUBLISH (remaining length < 128)."""
+    body = len(topic).to_bytes(2, "big") + topic.encode() + payload
+    return bytes([0x30, len(body)]) + body
+
+
+def test_buffered_reads_deliver_every_packet_of_a_read_and_join_a_split_one():
+    """Several packets in one read are all delivered at once (none waits in the buffer for select() to wake,
+    which it would not before the keepalive), and a packet split across reads is put together."""
+    paho_patches.apply()
+    server = socket.create_server(("127.0.0.1", 0))
+    received: list[tuple[str, bytes]] = []
+    arrived = threading.Condition()
+
+    def on_message(client, userdata, message):
+        with arrived:
+            received.append((message.topic, message.payload))
+            arrived.notify_all()
+
+    client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id="t", protocol=mqtt.MQTTv311)
+    client.on_message = on_message
+    client.connect_async("127.0.0.1", server.getsockname()[1], keepalive=60)
+    client.loop_start()
+    broker, _ = server.accept()
+    try:
+        broker.settimeout(5)
+        assert broker.recv(1024)[0] == 0x10  # CONNECT
+        packets = [_publish_packet(f"t/{i}", b"p%d" % i) for i in range(4)]
+        broker.sendall(b"\x20\x02\x00\x00" + packets[0] + packets[1] + packets[2] + packets[3][:5])
+        with arrived:
+            assert arrived.wait_for(lambda: len(received) == 3, timeout=5), received
+        broker.sendall(packets[3][5:])
+        with arrived:
+            assert arrived.wait_for(lambda: len(received) == 4, timeout=5), received
+        assert received == [(f"t/{i}", b"p%d" % i) for i in range(4)]
+    finally:
+        client.loop_stop()
+        broker.close()
+        server.close()
