@@ -42,6 +42,7 @@ RANGES = {
 }
 DEVICE_ID = re.compile(r"[A-Za-z0-9_.:@-]{1,128}")
 _DEVICE_ID_MATCH = DEVICE_ID.fullmatch
+_FROM_ISO = datetime.fromisoformat
 MAX_SEQ = 2**63 - 1
 MAX_FIRMWARE_LEN = 128
 # The fields of a reading in column order: what `parse_row` returns and the ingest COPYs.
@@ -163,16 +164,23 @@ class RowParser:
             fields = _COMMON_DECODER.decode(raw)
         except msgspec.MsgspecError:  # invalid JSON, a value out of range or of another type, extra fields
             return None
-        device_id, firmware, received_at = fields.device_id, fields.firmware, fields.received_at
+        device_id, ts, firmware, received_at = fields.device_id, fields.ts, fields.firmware, fields.received_at
         if not _DEVICE_ID_MATCH(device_id):
             return None
         if firmware is not None and (len(firmware) > MAX_FIRMWARE_LEN or "\x00" in firmware):
             return None  # msgspec refuses lone surrogates itself
+        # The usual forms (ts ISO-8601 in UTC, received_at epoch milliseconds) are converted here, as _timestamp
+        # converts them: a call each would cost a tenth of the record.
         try:
-            ts = self._timestamp(fields.ts, "ts")
-            if received_at is not None:
+            if type(ts) is not str or (ts := _FROM_ISO(ts)).tzinfo is not UTC:
+                ts = self._timestamp(fields.ts, "ts")
+            if type(received_at) is int:
+                second, millisecond = divmod(received_at, 1000)
+                start = self._seconds.get(second)
+                received_at = (self._second(second) if start is None else start) + _MILLISECONDS[millisecond]
+            elif received_at is not None:
                 received_at = self._timestamp(received_at, "received_at")
-        except InvalidReading:
+        except (ValueError, OverflowError):  # InvalidReading is a ValueError
             return None
         if not self._earliest <= ts <= self._latest:
             return None
@@ -210,11 +218,14 @@ class RowParser:
         come from a table."""
         second, millisecond = divmod(milliseconds, 1000)
         start = self._seconds.get(second)
-        if start is None:
-            if len(self._seconds) >= _MAX_CACHED_SECONDS:  # a parser kept for more than a batch
-                self._seconds.clear()
-            start = self._seconds[second] = EPOCH + timedelta(seconds=second)
-        return start + _MILLISECONDS[millisecond]
+        return (self._second(second) if start is None else start) + _MILLISECONDS[millisecond]
+
+    def _second(self, second: int) -> datetime:
+        """The datetime of an epoch second, made once (_from_epoch_ms)."""
+        if len(self._seconds) >= _MAX_CACHED_SECONDS:  # a parser kept for more than a batch
+            self._seconds.clear()
+        start = self._seconds[second] = EPOCH + timedelta(seconds=second)
+        return start
 
     def _checked_row(self, raw: bytes) -> tuple:
         """Every check, in the order that decides a rejection's reason."""

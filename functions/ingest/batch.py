@@ -10,12 +10,13 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, date, datetime
+from datetime import UTC, date, datetime, timedelta
 from typing import NamedTuple
 
 from common.telemetry import InvalidReading, RowParser
 
 DEVICE_ID, TS = 0, 1  # positions in a reading row
+HOUR = timedelta(hours=1)
 
 
 class Source(NamedTuple):
@@ -69,6 +70,60 @@ class Batch:
 def partition_days(rows: list[tuple]) -> list[date]:
     """The UTC days the readings fall in (ts is in UTC): each needs its telemetry partition before the insert."""
     return sorted({row[TS].date() for row in rows})
+
+
+class DeviceSpans(NamedTuple):
+    """A batch's readings as the bookkeeping needs them, summed up so that the database does not have to group
+    them: each device's earliest and latest reading (the device registry's first_seen/last_seen), and a reading
+    in each (device, UTC hour) that has one (the KPI job's dirty hours)."""
+
+    device_ids: list[str]
+    first: list[datetime]
+    last: list[datetime]
+    hour_device_ids: list[str]  # with hour_timestamps: one reading per (device, UTC hour), except...
+    hour_timestamps: list[datetime]  # ...for a device whose readings span an hour or more: all of them
+
+
+def device_spans(rows: list[tuple]) -> DeviceSpans:
+    """The readings' DeviceSpans, devices in the order of their first reading.
+
+    A device whose readings span less than an hour has readings in the hours of its first and its last reading
+    only, both of which are readings: those two (or one, when they share the hour) stand for all of them. Its
+    first and last reading share the UTC hour when they are less than an hour apart and show the same hour in
+    UTC (the parser gives every ts in UTC; another time zone gives both readings, which is never wrong).
+    Comparing datetimes is cheap, where truncating them to the hour here would cost more than the rest."""
+    spans: dict[str, list[datetime]] = {}
+    for row in rows:
+        device_id, ts = row[DEVICE_ID], row[TS]
+        span = spans.get(device_id)
+        if span is None:
+            spans[device_id] = [ts, ts]
+        elif ts < span[0]:
+            span[0] = ts
+        elif ts > span[1]:
+            span[1] = ts
+    hour_device_ids, hour_timestamps, spread = [], [], set()
+    for device_id, (first, last) in spans.items():
+        if last - first >= HOUR:
+            spread.add(device_id)
+            continue
+        hour_device_ids.append(device_id)
+        hour_timestamps.append(first)
+        if first.hour != last.hour or first.tzinfo is not UTC:
+            hour_device_ids.append(device_id)
+            hour_timestamps.append(last)
+    if spread:
+        for row in rows:
+            if row[DEVICE_ID] in spread:
+                hour_device_ids.append(row[DEVICE_ID])
+                hour_timestamps.append(row[TS])
+    return DeviceSpans(
+        list(spans),
+        [first for first, _ in spans.values()],
+        [last for _, last in spans.values()],
+        hour_device_ids,
+        hour_timestamps,
+    )
 
 
 def classify(data: Sequence[bytes], partition_keys: Sequence[str], source_of: SourceOf, parser: RowParser) -> Batch:

@@ -39,9 +39,11 @@ class DeviceIdsDumper(Dumper):
     oid = TEXT.array_oid
 
     def dump(self, obj: list[str]) -> bytes:
-        joined = '","'.join(obj)
-        if '"' in joined or "\\" in joined:
+        # The items are looked at joined without the separator, which holds a `"` itself.
+        if '"' in (text := "".join(obj)) or "\\" in text:
             joined = '","'.join(item.replace("\\", "\\\\").replace('"', '\\"') for item in obj)
+        else:
+            joined = '","'.join(obj)
         return f'{{"{joined}"}}'.encode() if obj else b"{}"
 
 

@@ -4,20 +4,23 @@ of it, and a redelivered batch adds nothing (the primary key (device_id, ts, seq
 duplicates).
 
 Two ways in for the readings, because COPY has no ON CONFLICT:
-- direct: COPY straight into telemetry, under a savepoint. This is the usual case (readings new, their
-  days' partitions there), and costs what a bare COPY costs. A reading already stored makes it fail with a
-  unique violation (for a redelivered batch at its first row, so little is wasted), and so does a reading
-  whose day has no partition yet (plain PostgreSQL; TimescaleDB makes its chunks itself);
-- staged: then the savepoint is rolled back, the batch's days get their partitions, the rows are COPied
-  into a temporary table, and INSERT ... SELECT ... ON CONFLICT DO NOTHING takes the new ones.
-Either way one statement then does the bookkeeping (statements.py), from the readings actually inserted.
+- direct: COPY straight into telemetry, as the transaction's first statement. This is the usual case
+  (readings new, their days' partitions there), and costs what a bare COPY costs. A reading already stored
+  makes it fail with a unique violation (for a redelivered batch at its first row, so little is wasted), and
+  so does a reading whose day has no partition yet (plain PostgreSQL; TimescaleDB makes its chunks itself);
+- staged: then the transaction, which held nothing else, is rolled back, the batch's days get their
+  partitions, the rows are COPied into a temporary table, and INSERT ... SELECT ... ON CONFLICT DO NOTHING
+  takes the new ones.
+Either way one statement then does the bookkeeping (statements.py): after the direct COPY from the readings'
+keys summed up by the client (ingest.batch.DeviceSpans), after the staged insert from the readings it added.
 Any other database error is raised as BatchNotStored: the batch is delivered again, and the write being
 idempotent, what it may have stored (one reading at a time) is not stored twice.
 
-Round trips are the write's main cost after the COPY itself, so the statements around the COPY go in
-pipeline mode (COPY itself cannot): BEGIN and the savepoint in one round trip, the COPY in two, the
-bookkeeping and COMMIT in one; four in all, as many as a bare COPY in its own transaction. Partitions are
-created only when a COPY finds one missing (once a day, or for a late reading), not checked for every batch.
+Round trips are the write's main cost after the COPY itself, so the bookkeeping and COMMIT go in one
+(pipeline mode; COPY itself cannot): BEGIN, the COPY in two, the bookkeeping and COMMIT in one; four in all, as
+many as a bare COPY in its own transaction. The rows are encoded for COPY once, and the encoding serves the
+staging table too. Partitions are created only when a COPY finds one missing (once a day, or for a late
+reading), not checked for every batch.
 """
 
 from __future__ import annotations
@@ -30,9 +33,13 @@ from typing import Any
 import orjson
 import psycopg
 from common.db import Database
-from psycopg.types.json import set_json_dumps
+from psycopg import Copy
+from psycopg.abc import Buffer
+from psycopg.adapt import Dumper
+from psycopg.copy import Writer
+from psycopg.pq import Format
 
-from ingest.batch import DEVICE_ID, TS, Batch, Reject, partition_days
+from ingest.batch import DEVICE_ID, Batch, Reject, device_spans, partition_days
 from ingest.pg_arrays import DeviceIds, UtcTimestamps, register_array_dumpers
 from ingest.ports import BatchNotStored, WriteResult
 from ingest.statements import (
@@ -43,8 +50,6 @@ from ingest.statements import (
     CREATE_STAGING,
     ENSURE_PARTITIONS,
     INSERT_FROM_STAGING,
-    ROLLBACK_TO_SAVEPOINT,
-    SAVEPOINT,
 )
 
 
@@ -54,6 +59,27 @@ def dump_json(value: Any) -> bytes | str:
         return orjson.dumps(value)
     except orjson.JSONEncodeError:
         return json.dumps(value)
+
+
+class PayloadDumper(Dumper):
+    """The payload column in the COPYs, jsonb's binary form (a version byte, then the JSON text).
+
+    psycopg's own jsonb dumper takes three Python calls a row; this one, one, and none of them for the usual
+    reading, whose payload is empty. Registered by oid only: it serves the COPYs' jsonb column (their
+    set_types), not parameters."""
+
+    format = Format.BINARY
+    oid = psycopg.postgres.types["jsonb"].oid
+
+    def dump(self, obj: dict) -> bytes:
+        if not obj:
+            return _EMPTY_JSONB
+        data = dump_json(obj)
+        return _JSONB_VERSION + (data.encode() if isinstance(data, str) else data)
+
+
+_JSONB_VERSION = b"\x01"
+_EMPTY_JSONB = _JSONB_VERSION + b"{}"
 
 
 class PostgresTelemetryStore:
@@ -67,7 +93,7 @@ class PostgresTelemetryStore:
         try:
             with self._database.transaction() as conn:
                 if conn is not self._adapted:
-                    set_json_dumps(dump_json, context=conn)
+                    conn.adapters.register_dumper(None, PayloadDumper)
                     register_array_dumpers(conn)
                     self._adapted = conn
                     self._staging_ready = False
@@ -102,33 +128,37 @@ class PostgresTelemetryStore:
         with conn.cursor() as cur:
             statement = BOOKKEEPING_AFTER_COPY
             if rows:
-                with conn.pipeline():
-                    cur.execute(SAVEPOINT)
+                data = _copy_data(conn, rows)
                 try:
-                    _copy(cur, COPY_TELEMETRY, rows)
+                    with cur.copy(COPY_TELEMETRY) as copy:
+                        copy.write(data)
                 except (psycopg.errors.UniqueViolation, psycopg.errors.CheckViolation) as exc:
                     # A reading already stored, or "no partition of relation found for row" (a check violation
                     # that names no constraint); a CHECK constraint that refused a row is raised.
                     if isinstance(exc, psycopg.errors.CheckViolation) and exc.diag.constraint_name is not None:
                         raise
-                    self._stage(conn, cur, rows)
+                    # The COPY is the transaction's first statement, so rolling the transaction back loses
+                    # nothing else (and costs no savepoint before every COPY).
+                    conn.rollback()
+                    self._stage(conn, cur, rows, data)
                     statement = INSERT_FROM_STAGING
+            params = _bookkeeping_params(shard_id, rows, rejects, batches, summed=statement is BOOKKEEPING_AFTER_COPY)
             with conn.pipeline():
-                cur.execute(statement, _bookkeeping_params(shard_id, rows, rejects, batches))
+                cur.execute(statement, params)
                 conn.commit()  # in the statement's round trip: the enclosing transaction() has nothing left to do
             return cur.fetchone()[0]
 
-    def _stage(self, conn: psycopg.Connection, cur: psycopg.Cursor, rows: list[tuple]) -> None:
-        """The rows into the staging table, for INSERT_FROM_STAGING, after the direct COPY failed; their days'
-        partitions first (in the batch's transaction: a new partition's lock on telemetry is held only until
-        the batch commits)."""
+    def _stage(self, conn: psycopg.Connection, cur: psycopg.Cursor, rows: list[tuple], data: bytearray) -> None:
+        """The rows (`data`: their COPY data) into the staging table, for INSERT_FROM_STAGING, after the direct
+        COPY failed; their days' partitions first (in the batch's transaction: a new partition's lock on
+        telemetry is held only until the batch commits)."""
         with conn.pipeline():
-            cur.execute(ROLLBACK_TO_SAVEPOINT)
             cur.execute(ENSURE_PARTITIONS, (partition_days(rows),))
             if not self._staging_ready:
                 cur.execute(CREATE_STAGING)
         self._staging_ready = True
-        _copy(cur, COPY_STAGING, rows)
+        with cur.copy(COPY_STAGING) as copy:
+            copy.write(data)
 
     def _write_one_by_one(self, batch: Batch) -> WriteResult:
         inserted = 0
@@ -146,19 +176,34 @@ class PostgresTelemetryStore:
         return WriteResult(inserted, len(batch.rows) - inserted - refused, rejects)
 
 
-def _copy(cur: psycopg.Cursor, statement: str, rows: list[tuple]) -> None:
-    with cur.copy(statement) as copy:
-        copy.set_types(COLUMN_TYPES)
-        for row in rows:
-            copy.write_row(row)
+class _Buffer(Writer):
+    """Where _copy_data's Copy writes: memory."""
+
+    def __init__(self) -> None:
+        self.data = bytearray()
+
+    def write(self, data: Buffer) -> None:
+        self.data += data
 
 
-def _bookkeeping_params(shard_id: str | None, rows: list[tuple], rejects: list[Reject], batches: int) -> dict:
-    """The bookkeeping statement's parameters: the keys of the readings written (dirty hours, devices), the
-    rejects, and the batch's counts for ingest_stats."""
-    return {
-        "device_ids": DeviceIds(row[DEVICE_ID] for row in rows),
-        "timestamps": UtcTimestamps(row[TS] for row in rows),
+def _copy_data(conn: psycopg.Connection, rows: list[tuple]) -> bytearray:
+    """The rows as binary COPY data, for COPY_TELEMETRY and, should it fail, COPY_STAGING: encoded once, with
+    the connection's dumpers (psycopg's documented way to encode a COPY without running one)."""
+    buffer = _Buffer()
+    copy = Copy(conn.cursor(), binary=True, writer=buffer)  # a cursor of its own: it must not hold a result
+    copy.set_types(COLUMN_TYPES)
+    for row in rows:
+        copy.write_row(row)
+    copy.finish(None)
+    return buffer.data
+
+
+def _bookkeeping_params(shard_id: str | None, rows: list[tuple], rejects: list[Reject], batches: int,
+                        summed: bool) -> dict:  # fmt: skip
+    """A bookkeeping statement's parameters: the rejects, the batch's counts for ingest_stats and, for
+    BOOKKEEPING_AFTER_COPY (`summed`), the keys of the readings written as DeviceSpans (the staged insert
+    returns its own)."""
+    params = {
         "reject_shards": [r.source.shard_id for r in rejects],
         "reject_sequences": [r.source.sequence_number for r in rejects],
         "reject_devices": [r.device_id for r in rejects],
@@ -170,3 +215,13 @@ def _bookkeeping_params(shard_id: str | None, rows: list[tuple], rejects: list[R
         "valid": len(rows),
         "batches": batches,
     }
+    if summed:
+        spans = device_spans(rows)
+        params |= {
+            "span_devices": DeviceIds(spans.device_ids),
+            "first_seen": UtcTimestamps(spans.first),
+            "last_seen": UtcTimestamps(spans.last),
+            "hour_devices": DeviceIds(spans.hour_device_ids),
+            "hour_timestamps": UtcTimestamps(spans.hour_timestamps),
+        }
+    return params

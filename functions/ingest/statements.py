@@ -1,4 +1,4 @@
-"""The ingest's SQL: the COPY targets and the one statement that does a batch's bookkeeping.
+"""The ingest's SQL: the COPY targets and the statement that does a batch's bookkeeping (one per way in).
 
 Every column list is common.telemetry.READING_COLUMNS, the order `parse_row` gives a reading's fields in.
 The statements are composed once, here, into strings: psycopg renders a Composed query again at every
@@ -27,9 +27,6 @@ CREATE_STAGING = (
 COPY_TELEMETRY = sql.SQL("COPY telemetry ({}) FROM STDIN (FORMAT BINARY)").format(COLUMNS).as_string()
 COPY_STAGING = sql.SQL("COPY ingest_staging ({}) FROM STDIN (FORMAT BINARY)").format(COLUMNS).as_string()
 ENSURE_PARTITIONS = "SELECT telemetry_ensure_partitions(%s::date[])"
-# The direct COPY's fallback point (postgres.py).
-SAVEPOINT = "SAVEPOINT direct_copy"
-ROLLBACK_TO_SAVEPOINT = "ROLLBACK TO SAVEPOINT direct_copy"
 
 # A batch's line in ingest_stats, from a CTE `counts (accepted, rejected)`: one row per UTC minute and shard.
 STATS_UPSERT = sql.SQL("""
@@ -40,19 +37,23 @@ ON CONFLICT (minute, shard_id) DO UPDATE
     SET accepted = s.accepted + excluded.accepted, duplicates = s.duplicates + excluded.duplicates,
         rejected = s.rejected + excluded.rejected, batches = s.batches + excluded.batches
 """)
-# The rest of the batch, after a CTE `inserted (device_id, ts)` of the readings it added. Hours are UTC hours,
-# whatever the session time zone; duplicates touch nothing. Devices are upserted in key order so that
-# concurrent batches lock them in the same order. Rejects are one row per Kinesis record however often it is
-# delivered; ingest_stats counts the rejects newly recorded, so that its counters add up to the tables.
-BOOKKEEPING = (
-    sql.SQL("""
-dirty AS (
-    INSERT INTO kpi_dirty_hours (device_id, hour_start)
-    SELECT DISTINCT device_id, date_trunc('hour', ts, 'UTC') FROM inserted
-    ON CONFLICT DO NOTHING
+
+
+def _bookkeeping(head: sql.Composable, accepted: str) -> str:
+    """A bookkeeping statement: `head`, CTEs that end with `spans (device_id, first_seen, last_seen)` (each
+    device's earliest and latest reading added) and `dirty` (the KPI job's dirty hours), then the device
+    registry, the rejects and the batch's counts; `accepted` is the SQL of the number of readings added.
+
+    Devices are upserted in key order so that concurrent batches lock them in the same order; their
+    first_seen/last_seen only ever widen (a row is written only when they do). Rejects are one row per Kinesis
+    record however often it is delivered; ingest_stats counts the rejects newly recorded, so that its counters
+    add up to the tables."""
+    return (
+        head
+        + sql.SQL("""
 ), seen AS (
     INSERT INTO devices AS d (device_id, first_seen, last_seen)
-    SELECT device_id, min(ts), max(ts) FROM inserted GROUP BY device_id ORDER BY device_id
+    SELECT device_id, first_seen, last_seen FROM spans ORDER BY device_id
     ON CONFLICT (device_id) DO UPDATE
         SET first_seen = least(d.first_seen, excluded.first_seen),
             last_seen = greatest(d.last_seen, excluded.last_seen)
@@ -65,29 +66,51 @@ dirty AS (
     ON CONFLICT (shard_id, sequence_number) DO NOTHING
     RETURNING 1
 ), counts AS (
-    SELECT (SELECT count(*) FROM inserted) AS accepted, (SELECT count(*) FROM rejected) AS rejected
-), stats AS (
-""")
-    + STATS_UPSERT
-    + sql.SQL("""
+    SELECT {accepted} AS accepted, (SELECT count(*) FROM rejected) AS rejected
+), stats AS (""").format(accepted=sql.SQL(accepted))
+        + STATS_UPSERT
+        + sql.SQL("""
 )
 SELECT accepted FROM counts
 """)
-)
-# After a direct COPY every reading was inserted: the client sends their keys back.
-BOOKKEEPING_AFTER_COPY = (
+    ).as_string()
+
+
+# After a direct COPY every reading was inserted, and the client sends their keys summed up (ingest.batch.
+# DeviceSpans): each device's span, and a reading of each of its hours, which spares the server grouping every
+# reading. Hours are UTC hours, whatever the session time zone. A dirty hour already marked is skipped by the
+# anti-join, cheaper than ON CONFLICT's probe and insert attempt for each; ON CONFLICT stays for the marks that
+# concurrent batches add meanwhile. The anti-join's snapshot misses no claim of the KPI job: the job locks
+# kpi_dirty_hours in a mode that conflicts with this statement's lock, which is taken before the statement's
+# snapshot, so a claim either commits before that snapshot or waits for this batch to commit.
+BOOKKEEPING_AFTER_COPY = _bookkeeping(
     sql.SQL("""
-WITH inserted (device_id, ts) AS (SELECT * FROM unnest(%(device_ids)t::text[], %(timestamps)b::timestamptz[])),
-""")
-    + BOOKKEEPING
-).as_string()
-INSERT_FROM_STAGING = (
+WITH spans (device_id, first_seen, last_seen) AS (
+    SELECT * FROM unnest(%(span_devices)t::text[], %(first_seen)b::timestamptz[], %(last_seen)b::timestamptz[])
+), hours AS (
+    SELECT DISTINCT device_id, date_trunc('hour', ts, 'UTC') AS hour_start
+    FROM unnest(%(hour_devices)t::text[], %(hour_timestamps)b::timestamptz[]) AS readings (device_id, ts)
+), dirty AS (
+    INSERT INTO kpi_dirty_hours (device_id, hour_start)
+    SELECT device_id, hour_start FROM hours
+    WHERE NOT EXISTS (SELECT FROM kpi_dirty_hours k WHERE k.device_id = hours.device_id
+                                                      AND k.hour_start = hours.hour_start)
+    ON CONFLICT DO NOTHING"""),
+    "%(valid)s::bigint",
+)
+# The staged batch: the new readings go in with ON CONFLICT DO NOTHING, and the bookkeeping is that of the
+# readings the insert returns (duplicates touch nothing).
+INSERT_FROM_STAGING = _bookkeeping(
     sql.SQL("""
 WITH inserted AS (
     INSERT INTO telemetry ({columns}) SELECT {columns} FROM ingest_staging
     ON CONFLICT DO NOTHING
     RETURNING device_id, ts
-),
-""").format(columns=COLUMNS)
-    + BOOKKEEPING
-).as_string()
+), spans AS (
+    SELECT device_id, min(ts) AS first_seen, max(ts) AS last_seen FROM inserted GROUP BY device_id
+), dirty AS (
+    INSERT INTO kpi_dirty_hours (device_id, hour_start)
+    SELECT DISTINCT device_id, date_trunc('hour', ts, 'UTC') FROM inserted
+    ON CONFLICT DO NOTHING""").format(columns=COLUMNS),
+    "(SELECT count(*) FROM inserted)",
+)

@@ -154,6 +154,48 @@ def test_redelivered_batch_inserts_nothing_and_counts_duplicates(ingest_db, caps
     assert (metrics["Accepted"], metrics["Duplicates"]) == (0, 10)
 
 
+def test_dirty_hours_are_each_hour_a_device_has_readings_in_and_a_claimed_one_is_marked_again(ingest_db):
+    """The client sums the readings up (first/last reading per device, a reading per hour): a device whose
+    readings cross an hour in minutes marks both hours; a mark the KPI job claimed meanwhile is added again,
+    one still there is not repeated."""
+    stream = Stream()
+    hour = datetime.now(UTC).replace(minute=0, second=0, microsecond=0) - timedelta(hours=2)
+    crossing = [hour + timedelta(minutes=50), hour + timedelta(minutes=55), hour + timedelta(minutes=65)]
+    batch = [stream.record(reading("dev-a", i, ts)) for i, ts in enumerate(crossing)]
+    batch.append(stream.record(reading("dev-b", 0, hour + timedelta(minutes=5))))
+    assert invoke(event(batch)) == {"batchItemFailures": []}
+    marks = "SELECT device_id, hour_start FROM kpi_dirty_hours ORDER BY 1, 2"
+    assert rows(ingest_db, marks) == [("dev-a", hour), ("dev-a", hour + timedelta(hours=1)), ("dev-b", hour)]
+
+    execute(ingest_db, "DELETE FROM kpi_dirty_hours WHERE device_id = 'dev-a'")  # the KPI job claims dev-a's
+    later = [stream.record(reading("dev-a", 10 + i, hour + timedelta(minutes=m))) for i, m in enumerate([58, 59])]
+    assert invoke(event([*later, stream.record(reading("dev-b", 1, hour + timedelta(minutes=6)))])) == {
+        "batchItemFailures": []
+    }
+
+    assert rows(ingest_db, marks) == [("dev-a", hour), ("dev-b", hour)]
+    devices = rows(ingest_db, "SELECT device_id, first_seen, last_seen FROM devices ORDER BY 1")
+    assert devices == [("dev-a", crossing[0], crossing[-1]), ("dev-b", hour + timedelta(minutes=5),
+                                                             hour + timedelta(minutes=6))]  # fmt: skip
+
+
+def test_extra_fields_land_in_payload_exactly_and_their_redelivery_is_a_duplicate(ingest_db, capsys):
+    """The payload column's own encoder (postgres.PayloadDumper): empty for the usual reading, the extra fields
+    otherwise, integers beyond 64 bits included (the stdlib encodes those); the staged path of a redelivery
+    reuses the same encoding."""
+    stream = Stream()
+    now = datetime.now(UTC)
+    extras = {"big": 2**70, "text": "\u00e9\u2603", "nested": {"list": [1, 2.5, None]}}
+    batch = event([stream.record(reading("dev-a", 1, now, **extras)), stream.record(reading("dev-a", 2, now))])
+
+    assert invoke(batch) == {"batchItemFailures": []}
+    assert invoke(batch) == {"batchItemFailures": []}
+
+    assert rows(ingest_db, "SELECT seq, payload FROM telemetry ORDER BY seq") == [(1, extras), (2, {})]
+    metrics = emitted_metrics(capsys.readouterr().out)
+    assert (metrics["Accepted"], metrics["Duplicates"]) == (2, 2)
+
+
 def test_poison_record_is_rejected_to_table_and_queue_and_does_not_block(ingest_db, aws_env, monkeypatch):
     sqs = aws_env.client("sqs")
     queue_url = sqs.create_queue(QueueName=f"ingest-rejects-{uuid.uuid4().hex[:8]}")["QueueUrl"]
