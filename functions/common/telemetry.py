@@ -169,15 +169,13 @@ class RowParser:
             return None
         if firmware is not None and (len(firmware) > MAX_FIRMWARE_LEN or "\x00" in firmware):
             return None  # msgspec refuses lone surrogates itself
-        # The usual forms (ts ISO-8601 in UTC, received_at epoch milliseconds) are converted here, as _timestamp
-        # converts them: a call each would cost a tenth of the record.
+        # The usual forms (ts ISO-8601 in UTC, received_at epoch milliseconds) skip _timestamp's dispatch on the
+        # value's type, converting them as it does.
         try:
             if type(ts) is not str or (ts := _FROM_ISO(ts)).tzinfo is not UTC:
                 ts = self._timestamp(fields.ts, "ts")
             if type(received_at) is int:
-                second, millisecond = divmod(received_at, 1000)
-                start = self._seconds.get(second)
-                received_at = (self._second(second) if start is None else start) + _MILLISECONDS[millisecond]
+                received_at = self._from_epoch_ms(received_at)
             elif received_at is not None:
                 received_at = self._timestamp(received_at, "received_at")
         except (ValueError, OverflowError):  # InvalidReading is a ValueError
@@ -218,14 +216,11 @@ class RowParser:
         come from a table."""
         second, millisecond = divmod(milliseconds, 1000)
         start = self._seconds.get(second)
-        return (self._second(second) if start is None else start) + _MILLISECONDS[millisecond]
-
-    def _second(self, second: int) -> datetime:
-        """The datetime of an epoch second, made once (_from_epoch_ms)."""
-        if len(self._seconds) >= _MAX_CACHED_SECONDS:  # a parser kept for more than a batch
-            self._seconds.clear()
-        start = self._seconds[second] = EPOCH + timedelta(seconds=second)
-        return start
+        if start is None:
+            if len(self._seconds) >= _MAX_CACHED_SECONDS:  # a parser kept for more than a batch
+                self._seconds.clear()
+            start = self._seconds[second] = EPOCH + timedelta(seconds=second)
+        return start + _MILLISECONDS[millisecond]
 
     def _checked_row(self, raw: bytes) -> tuple:
         """Every check, in the order that decides a rejection's reason."""
