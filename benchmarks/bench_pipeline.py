@@ -9,9 +9,9 @@ the pipeline sustains (70% of the throughput figure, at most 1,000 msg/s).
 
 Throughput: N readings published unpaced; records/s from the first publish to the last row's ingested_at.
 Beside it, the CPU time each component used per reading during that run (from /proc: the AWS endpoint, the
-runtime with its Lambda workers, mosquitto, PostgreSQL, and this process, which plays the devices), and the
-ceiling those costs allow on this machine's CPUs if every one of them were busy all the time: the profile
-that says what a throughput goal needs.
+runtime with its Lambda workers, the rules engine's process, mosquitto, PostgreSQL, and this process, which
+plays the devices), and the ceiling those costs allow on this machine's CPUs if every one of them were busy
+all the time: the profile that says what a throughput goal needs.
 """
 
 from __future__ import annotations
@@ -26,7 +26,6 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import psycopg
-import requests
 
 from benchmarks import Figure, processes
 from localcloud.tools.simulator.publisher import MqttPublisher
@@ -52,13 +51,12 @@ class Run:
     def __init__(self, cloud: LocalCloud) -> None:
         settings = cloud.settings
         self.host, self.port, self.db = settings["MQTT_HOST"], int(settings["MQTT_PORT"]), settings["DATABASE_URL"]
-        self.status_url = settings["LOCALCLOUD_CONTROL_URL"] + "/status"
-        self.control_auth = {"Authorization": f"Bearer {settings['LOCALCLOUD_CONTROL_TOKEN']}"}
+        self.cloud = cloud
 
     def backlog(self) -> tuple[int, int]:
         """Where readings wait: (records the rules engine has not put into Kinesis yet, Kinesis records the
         ingest mapping has not processed yet)."""
-        status = requests.get(self.status_url, headers=self.control_auth, timeout=10).json()
+        status = processes.runtime_status(self.cloud)
         behind = sum(m["records_behind"] or 0 for m in status["event_source_mappings"] if "ingest" in m["function"])
         return status["rules_engine"]["pending_records"], behind
 

@@ -1,8 +1,8 @@
 """The runtime: one long-running process hosting the parts of the local cloud that *execute* things.
 
 LambdaInvoker (runs handlers), EventSourceMappingPoller (Kinesis → Lambda), RulesEngine (MQTT → IoT SQL →
-Kinesis; RuleWatcher makes rule changes on the endpoint live within seconds), Scheduler (EventBridge rules /
-Scheduler schedules → Lambda), and a control HTTP server on
+Kinesis, in a child process of its own: RulesEngineProcess; RuleWatcher makes rule changes on the endpoint live
+within seconds), Scheduler (EventBridge rules / Scheduler schedules → Lambda), and a control HTTP server on
 127.0.0.1:<control_port>. Every request needs `Authorization: Bearer <LOCALCLOUD_CONTROL_TOKEN>` (401 otherwise;
 `up` keeps the token in the env file, readable by its owner only) and a loopback `Host`, and a browser's
 `Origin`/`Referer` must be loopback (403 otherwise: no web page, even one rebinding its name to 127.0.0.1):
@@ -35,7 +35,7 @@ from typing import Any
 from localcloud.config import CONTROL_TOKEN_ENV, Settings, aws_session, control_token
 from localcloud.errors import LocalCloudError
 from localcloud.runtime.esm import EventSourceMappingPoller
-from localcloud.runtime.iot.engine import RulesEngine
+from localcloud.runtime.iot.engine_process import RulesEngineProcess
 from localcloud.runtime.iot.rule_watcher import RuleWatcher
 from localcloud.runtime.lambdas.invoker import FunctionConfigError, FunctionNotFoundError, LambdaInvoker, ThrottledError
 from localcloud.runtime.scheduler.scheduler import Scheduler, UnknownScheduleError, function_name_from_arn
@@ -80,7 +80,7 @@ class Runtime:
         self.poller = EventSourceMappingPoller(
             endpoint, region, self.invoker, settings.state_dir / "esm-checkpoints.json"
         )
-        self.rules_engine = RulesEngine(endpoint, region, settings.mqtt_host, settings.mqtt_port)
+        self.rules_engine = RulesEngineProcess(endpoint, region, settings.mqtt_host, settings.mqtt_port)
         iot = aws_session(region).client("iot", endpoint_url=endpoint)
         self._rules_reloading = threading.Lock()  # the watcher's thread and POST /reload
         self.rule_watcher = RuleWatcher(iot, self.reload_rules)

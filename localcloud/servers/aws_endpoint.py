@@ -26,6 +26,7 @@ def main(argv: list[str] | None = None) -> None:
     from moto import server
     from werkzeug.serving import run_simple
 
+    from localcloud.servers.keep_alive import keep_alive_handler
     from localcloud.servers.request_guard import (
         ALLOWED_ORIGINS_ENV,
         RequestGuard,
@@ -49,7 +50,7 @@ def main(argv: list[str] | None = None) -> None:
     # No line per request in the log (werkzeug's access log): at the pipeline's hundreds of requests a second it
     # was a tenth of each request's cost. Errors are still logged.
     logging.getLogger("werkzeug").setLevel(logging.WARNING)
-    run_simple(args.host, args.port, app, threaded=True, request_handler=server.MotoRequestHandler)
+    run_simple(args.host, args.port, app, threaded=True, request_handler=keep_alive_handler(server.MotoRequestHandler))
 
 
 if __name__ == "__main__":

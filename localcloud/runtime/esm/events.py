@@ -5,10 +5,11 @@ Shapes follow the AWS Lambda developer guide ("Example Kinesis record event", "E
 
 from __future__ import annotations
 
-import json
 from collections.abc import Sequence
 from datetime import UTC, datetime
 from typing import Any
+
+import orjson
 
 from localcloud.runtime.esm.batching import Record
 
@@ -25,9 +26,10 @@ def event_record(
     invoke_identity_arn: str,
 ) -> Record:
     """A record read from the shard, with its element of the event's `Records` as JSON text: made once, it
-    gives the record's size in the event (for the 6 MB cap; json.dumps escapes all but ASCII, so characters
-    are bytes) and the event is these texts joined (`event_json`)."""
-    event = json.dumps(
+    gives the record's size in the event (for the 6 MB cap: its UTF-8 bytes) and the event is these texts joined
+    (`event_json`). orjson: json.dumps of this document was a seventh of the poller's CPU at thousands of
+    records a second."""
+    event = orjson.dumps(
         {
             "kinesis": {
                 "kinesisSchemaVersion": "1.0",
@@ -43,10 +45,9 @@ def event_record(
             "invokeIdentityArn": invoke_identity_arn,
             "awsRegion": region,
             "eventSourceARN": stream_arn,
-        },
-        separators=(",", ":"),
+        }
     )
-    return Record(sequence_number, partition_key, arrival, event=event, event_bytes=len(event))
+    return Record(sequence_number, partition_key, arrival, event=event.decode(), event_bytes=len(event))
 
 
 def event_json(records: Sequence[str]) -> str:

@@ -22,7 +22,6 @@ thread, so their latency adds to every message of such a rule.
 from __future__ import annotations
 
 import argparse
-import functools
 import logging
 import signal
 import threading
@@ -123,27 +122,29 @@ def _account_of(rule_arn: str | None) -> str | None:
     return parts[4] if len(parts) > 5 and parts[4] else None
 
 
+_NO_PROPERTIES = MqttProperties()  # a PUBLISH without properties of its publisher's own: most device messages
+_BROKER_FIELDS = {CLIENT_ID_PROPERTY: "client_id", USERNAME_PROPERTY: "principal", SOURCE_IP_PROPERTY: "source_ip"}
+
+
 def message_of(msg: mqtt.MQTTMessage, received_at_ms: int) -> Message:
     """An MQTT message with what the broker and the publisher's MQTT 5 properties tell about it."""
-    properties = getattr(msg, "properties", None)
-    user_properties = getattr(properties, "UserProperty", None) or []
-    broker = {key: value for key, value in user_properties if key.startswith(BROKER_PROPERTY_PREFIX)}  # last wins
-    publisher = tuple((key, value) for key, value in user_properties if not key.startswith(BROKER_PROPERTY_PREFIX))
-    return Message(
-        topic=msg.topic,
-        payload=msg.payload,
-        received_at_ms=received_at_ms,
-        client_id=broker.get(CLIENT_ID_PROPERTY),
-        principal=broker.get(USERNAME_PROPERTY),
-        source_ip=broker.get(SOURCE_IP_PROPERTY),
-        properties=MqttProperties(
-            content_type=getattr(properties, "ContentType", None),
-            format_indicator=getattr(properties, "PayloadFormatIndicator", None),
-            response_topic=getattr(properties, "ResponseTopic", None),
-            correlation_data=getattr(properties, "CorrelationData", None),
-            user_properties=publisher,
-        ),
-    )
+    held = vars(msg.properties) if msg.properties is not None else {}
+    broker: dict[str, str] = {}
+    publisher = []
+    for key, value in held.get("UserProperty") or ():
+        if key.startswith(BROKER_PROPERTY_PREFIX):
+            if key in _BROKER_FIELDS:
+                broker[_BROKER_FIELDS[key]] = value  # the last of each wins
+        else:
+            publisher.append((key, value))
+    fields = (held.get("ContentType"), held.get("PayloadFormatIndicator"), held.get("ResponseTopic"),
+              held.get("CorrelationData"))  # fmt: skip
+    if publisher or fields != (None, None, None, None):
+        properties = MqttProperties(*fields, user_properties=tuple(publisher))
+    else:
+        properties = _NO_PROPERTIES
+    return Message(topic=msg.topic, payload=msg.payload, received_at_ms=received_at_ms, properties=properties,
+                   **broker)  # fmt: skip
 
 
 class RulesEngine:
@@ -177,10 +178,15 @@ class RulesEngine:
         self._client.on_connect = self._on_connect
         self._client.on_message = self._on_message
         self._client.on_subscribe = self._on_subscribe
-        self._lock = threading.Lock()
+        self._lock = threading.Lock()  # the rules and the counts the MQTT thread keeps (matched, filtered, ...)
+        # The actions' outcomes (forwarded, ...): counted on the Kinesis action's thread, which must not make the
+        # MQTT thread wait for a lock it takes once per record. Each count has one lock: no update is lost.
+        self._outcomes = threading.Lock()
         self._rules: dict[str, LoadedRule] = {}
         self._load_errors: dict[str, str] = {}
         self._filter_ids: dict[str, int] = {}  # topic filter -> subscription identifier
+        self._enabled: list[LoadedRule] = []
+        self._routes: dict[int, list[LoadedRule]] = {}  # subscription identifier -> the enabled rules of its filter
         self._connected = threading.Event()
         self._unacked_subscribes: set[int] = set()
         self._subscribed = threading.Condition()
@@ -245,6 +251,11 @@ class RulesEngine:
             new = [topic_filter for topic_filter in sorted(wanted) if topic_filter not in self._filter_ids]
             for topic_filter in new:
                 self._filter_ids[topic_filter] = max(self._filter_ids.values(), default=0) + 1
+            self._enabled = [loaded for loaded in rules.values() if not loaded.disabled]
+            self._routes = {
+                sub_id: [loaded for loaded in self._enabled if loaded.rule.topic_filter == topic_filter]
+                for topic_filter, sub_id in self._filter_ids.items()
+            }
         return errors, gone, new
 
     def status(self) -> dict[str, Any]:
@@ -310,35 +321,22 @@ class RulesEngine:
         self._connected.set()
 
     def _on_message(self, client: mqtt.Client, userdata: Any, msg: mqtt.MQTTMessage) -> None:
-        sub_ids = set(getattr(getattr(msg, "properties", None), "SubscriptionIdentifier", None) or [])
         message = message_of(msg, int(self._clock() * 1000))
+        sub_ids = getattr(msg.properties, "SubscriptionIdentifier", None)
         with self._lock:
             # A copy per matching subscription may arrive: each copy runs only the rules of its own filters. The
             # topic check also guards against identifiers a previous run left in the persistent session.
-            filters = {topic_filter for topic_filter, sub_id in self._filter_ids.items() if sub_id in sub_ids}
-            rules = [
-                loaded
-                for loaded in self._rules.values()
-                if not loaded.disabled
-                and (loaded.rule.topic_filter in filters or not sub_ids)
-                and topic_matches(loaded.rule.topic_filter, msg.topic)
-            ]
+            candidates = self._enabled if not sub_ids else [
+                loaded for sub_id in dict.fromkeys(sub_ids) for loaded in self._routes.get(sub_id, ())
+            ]  # fmt: skip
+            rules = [loaded for loaded in candidates if topic_matches(loaded.rule.topic_filter, message.topic)]
             for loaded in rules:
                 loaded.counts["matched"] += 1
         selected = [(loaded, result) for loaded in rules if (result := self._evaluate(loaded, message)) is not None]
         if not selected:
             client.ack(msg.mid, msg.qos)
             return
-        remaining = [len(selected)]
-
-        def done(counts: Counter, outcome: str) -> None:
-            with self._lock:
-                counts[outcome] += 1
-                remaining[0] -= 1
-                last = remaining[0] == 0
-            if last:
-                client.ack(msg.mid, msg.qos)
-
+        acknowledgement = _Acknowledgement(client, msg.mid, msg.qos, len(selected), self._outcomes)
         for loaded, (output, partition_key) in selected:
             self._forwarder.submit(
                 Record(
@@ -348,7 +346,7 @@ class RulesEngine:
                     data=output,
                     message=message,
                     error_queue_url=loaded.error_queue_url,
-                    on_done=functools.partial(done, loaded.counts),
+                    on_done=acknowledgement.done_with(loaded.counts),
                 )
             )
 
@@ -368,6 +366,28 @@ class RulesEngine:
             with self._lock:
                 loaded.counts["filtered"] += 1
         return result
+
+
+class _Acknowledgement:
+    """A message is acked once every rule that selected it has performed its action (or its error action)."""
+
+    __slots__ = ("client", "lock", "mid", "qos", "remaining")
+
+    def __init__(self, client: mqtt.Client, mid: int, qos: int, actions: int, lock: threading.Lock) -> None:
+        self.client, self.mid, self.qos, self.remaining, self.lock = client, mid, qos, actions, lock
+
+    def done_with(self, counts: Counter) -> Callable[[str], None]:
+        """The on_done of one rule's record: counts its outcome, acks after the last."""
+
+        def done(outcome: str) -> None:
+            with self.lock:
+                counts[outcome] += 1
+                self.remaining -= 1
+                last = self.remaining == 0
+            if last:
+                self.client.ack(self.mid, self.qos)
+
+        return done
 
 
 _COUNTS = ("matched", "filtered", "sql_errors", "forwarded", "error_action", "dropped")

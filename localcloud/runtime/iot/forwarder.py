@@ -187,30 +187,37 @@ class KinesisForwarder:
         except (ClientError, BotoCoreError) as exc:
             results = [{"ErrorCode": type(exc).__name__, "ErrorMessage": str(exc)}] * len(batch)
         now = time.monotonic()
-        for record, result in zip(batch, results, strict=True):
-            if "ErrorCode" not in result:
-                self._dequeue(record)
-                record.on_done("forwarded")
-                continue
-            record.attempts += 1
-            record.errors.append(f"{result['ErrorCode']}: {result.get('ErrorMessage', '')}")
-            if record.attempts >= self._max_attempts:
-                self._dequeue(record)
-                self._give_up(record)
-            else:
-                record.not_before = now + self._backoff_s * 2 ** (record.attempts - 1)
+        forwarded: list[Record] = []
+        given_up: list[Record] = []
+        with self._wakeup:  # once per call, not per record: the MQTT thread queues records under this lock
+            for record, result in zip(batch, results, strict=True):
+                if "ErrorCode" not in result:
+                    self._dequeue(record)
+                    forwarded.append(record)
+                    continue
+                record.attempts += 1
+                record.errors.append(f"{result['ErrorCode']}: {result.get('ErrorMessage', '')}")
+                if record.attempts >= self._max_attempts:
+                    self._dequeue(record)
+                    given_up.append(record)
+                else:
+                    record.not_before = now + self._backoff_s * 2 ** (record.attempts - 1)
+            self._wakeup.notify_all()
+        for record in forwarded:
+            record.on_done("forwarded")
+        for record in given_up:
+            self._give_up(record)
 
     def _dequeue(self, record: Record) -> None:
-        with self._wakeup:
-            keys = self._queues[record.stream]
-            queue = keys[record.partition_key]
-            queue.popleft()
-            # Round robin: a key that still has records goes behind the others.
-            del keys[record.partition_key]
-            if queue:
-                keys[record.partition_key] = queue
-            self._pending -= 1
-            self._wakeup.notify_all()
+        """Under self._wakeup."""
+        keys = self._queues[record.stream]
+        queue = keys[record.partition_key]
+        queue.popleft()
+        # Round robin: a key that still has records goes behind the others.
+        del keys[record.partition_key]
+        if queue:
+            keys[record.partition_key] = queue
+        self._pending -= 1
 
     def _give_up(self, record: Record) -> None:
         LOG.warning("rule %s: Kinesis action failed for %s: %s", record.rule_name, record.stream, record.errors[-1])

@@ -2,7 +2,7 @@
 
 paho rebuilds its MQTT 5 property tables for every packet: `Properties.__init__` makes three tables of 27
 entries, and setting, clearing or naming a property walks them, calling str.replace on each name (about 270
-calls for a PUBLISH carrying the broker's user properties). Every message also gets a threading.Condition,
+calls for a PUBLISH carrying the broker's user properties); unpacking them copies the buffer after each field. Every message also gets a threading.Condition,
 which only a publisher waiting for its PUBACK uses. And every packet took a select() and three or four recv()
 calls (its command byte, each byte of its length, its body). In the rules engine, which reads every device
 message, that was most of the runtime's CPU (py-spy, see the README's benchmark notes). The patches keep paho's
@@ -13,12 +13,15 @@ target paho-mqtt 2.2.0, pinned in pyproject.toml.
 from __future__ import annotations
 
 import re
+import struct
 import threading
+from collections.abc import Iterator
 from typing import Any
 
 from paho.mqtt import properties as paho_properties
 from paho.mqtt.client import Client, MQTTMessageInfo
 from paho.mqtt.enums import MQTTErrorCode
+from paho.mqtt.matcher import MQTTMatcher
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import MalformedPacket, MQTTException, Properties
 
@@ -46,8 +49,10 @@ def apply() -> None:
     if not _applied:
         _properties_share_their_tables()
         _strings_checked_at_once()
+        _properties_unpacked_in_one_pass()
         _message_condition_on_first_use()
         _reads_buffered()
+        _empty_matcher_answers_at_once()
         _applied = True
 
 
@@ -121,9 +126,106 @@ def _strings_checked_at_once() -> None:
     paho_properties.readUTF = readUTF
 
 
+class _NotTheCommonCase(Exception):
+    """Properties the one-pass unpack leaves to paho's own (which raises paho's error for a malformed one)."""
+
+
+def _properties_unpacked_in_one_pass() -> None:
+    """paho's unpack copies the rest of the buffer after every field it reads, names each property by a table
+    lookup and sets it through __setattr__'s checks: every PUBLISH the broker relays carries a subscription
+    identifier and the broker's user properties (localcloud/servers/mqtt_broker.py), unpacked for every device
+    message. This reads well-formed properties in one pass over the buffer, with the same checks; anything else
+    (an unknown or misplaced property, a value out of range or past the properties' end, a second single-valued
+    property, a string paho refuses) goes to paho's own unpack, which gives its result or raises its error."""
+    shipped = Properties.unpack
+    tables = Properties(PacketTypes.PUBLISH)
+    kinds = {name: tables.types.index(name) for name in tables.types}
+    # identifier -> (compressed name, value type, packet types it may appear in)
+    layout = {ident: (name.replace(" ", ""), *tables.properties[ident]) for name, ident in tables.names.items()}
+    byte, int16, int32 = kinds["Byte"], kinds["Two Byte Integer"], kinds["Four Byte Integer"]
+    vbi, binary = kinds["Variable Byte Integer"], kinds["Binary Data"]
+    utf8, pair = kinds["UTF-8 Encoded String"], kinds["UTF-8 String Pair"]
+    read_int16, read_int32 = struct.Struct("!H").unpack_from, struct.Struct("!L").unpack_from
+
+    def read_vbi(buffer: bytes, offset: int) -> tuple[int, int]:
+        value = 0
+        for position in range(4):
+            digit = buffer[offset + position]
+            value += (digit & 127) << (7 * position)
+            if not digit & 128:
+                return value, offset + position + 1
+        raise _NotTheCommonCase
+
+    def read_string(buffer: bytes, offset: int, end: int) -> tuple[str, int]:
+        start = offset + 2
+        stop = start + read_int16(buffer, offset)[0]
+        if stop > end:
+            raise _NotTheCommonCase
+        text = buffer[start:stop].decode("utf-8")
+        if _FORBIDDEN_CHARACTER.search(text) is not None:
+            raise _NotTheCommonCase
+        return text, stop
+
+    def read_value(buffer: bytes, kind: int, offset: int, end: int) -> tuple[Any, int]:
+        if kind == utf8:
+            return read_string(buffer, offset, end)
+        if kind == pair:
+            key, offset = read_string(buffer, offset, end)
+            value, offset = read_string(buffer, offset, end)
+            return (key, value), offset
+        if kind == vbi:
+            return read_vbi(buffer, offset)
+        if kind == byte:
+            return buffer[offset], offset + 1
+        if kind == int16:
+            return read_int16(buffer, offset)[0], offset + 2
+        if kind == int32:
+            return read_int32(buffer, offset)[0], offset + 4
+        if kind == binary:
+            start = offset + 2
+            stop = start + read_int16(buffer, offset)[0]
+            return buffer[start:stop], stop
+        raise _NotTheCommonCase
+
+    def unpack_common(self: Properties, buffer: bytes) -> tuple[Properties, int]:
+        self.clear()
+        held = self.__dict__
+        length, offset = read_vbi(buffer, 0)
+        end = offset + length
+        if end > len(buffer):
+            raise _NotTheCommonCase
+        while offset < end:
+            ident, offset = read_vbi(buffer, offset)
+            name, kind, packet_types = layout[ident]
+            if self.packetType not in packet_types:
+                raise _NotTheCommonCase
+            value, offset = read_value(buffer, kind, offset, end)
+            if offset > end or (name in _FLAGS and value not in (0, 1)):
+                raise _NotTheCommonCase
+            if name in _RANGES and not _RANGES[name][0] <= value <= _RANGES[name][1]:
+                raise _NotTheCommonCase
+            if ident in _MULTIPLE:
+                held[name] = [*held.get(name, ()), value]
+            elif name in held:
+                raise _NotTheCommonCase
+            else:
+                held[name] = value
+        return self, end
+
+    def unpack(self: Properties, buffer: bytes) -> tuple[Properties, int]:
+        try:
+            return unpack_common(self, buffer)
+        except (_NotTheCommonCase, IndexError, KeyError, UnicodeDecodeError, struct.error):
+            return shipped(self, buffer)
+
+    Properties.unpack = unpack
+
+
 def _message_condition_on_first_use() -> None:
     """Every MQTTMessage, received ones too, gets an MQTTMessageInfo with a threading.Condition, which only
-    wait_for_publish/is_published/_set_as_published use: the condition is made on first use instead."""
+    wait_for_publish/is_published/_set_as_published use: the condition is made on first use instead, and a
+    PUBACK nobody waits for (the simulator's publisher counts them in on_publish) makes none: it only marks the
+    message published, which a later waiter sees before it waits."""
     slot = MQTTMessageInfo._condition  # the __slots__ member
     creating = threading.Lock()
 
@@ -145,8 +247,20 @@ def _message_condition_on_first_use() -> None:
         self.rc = MQTTErrorCode.MQTT_ERR_SUCCESS
         self._iterpos = 0
 
+    def _set_as_published(self: MQTTMessageInfo) -> None:
+        with creating:  # a waiter makes the condition under this lock, then checks _published under it
+            try:
+                made = slot.__get__(self)
+            except AttributeError:
+                self._published = True
+                return
+        with made:
+            self._published = True
+            made.notify()
+
     MQTTMessageInfo._condition = property(condition, slot.__set__)
     MQTTMessageInfo.__init__ = __init__
+    MQTTMessageInfo._set_as_published = _set_as_published
 
 
 class _ReadBuffer:
@@ -199,3 +313,15 @@ def _reads_buffered() -> None:
 
     Client._sock_recv = _sock_recv
     Client.loop_read = loop_read
+
+
+def _empty_matcher_answers_at_once() -> None:
+    """Every received message is matched against the client's per-filter callbacks (message_callback_add), which
+    splits the topic and walks a trie of them even when there is none, as in the rules engine: a matcher
+    without filters matches nothing at once (every filter, even "", adds a child to the root)."""
+    iter_match = MQTTMatcher.iter_match
+
+    def matches(self: MQTTMatcher, topic: str) -> Iterator[Any]:
+        return iter_match(self, topic) if self._root._children else iter(())
+
+    MQTTMatcher.iter_match = matches

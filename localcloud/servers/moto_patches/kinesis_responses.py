@@ -1,4 +1,4 @@
-"""Kinesis' two busy actions, GetRecords and PutRecords, answered with json.dumps instead of moto's serializer.
+"""Kinesis' two busy actions, GetRecords and PutRecords, answered with orjson instead of moto's serializer.
 
 moto serializes every response by walking the operation's botocore model field by field in Python: for a
 GetRecords of 500 records that walk was a quarter of the endpoint's CPU under the local pipeline's load (py-spy,
@@ -12,9 +12,10 @@ from __future__ import annotations
 
 import base64
 import calendar
-import json
 from datetime import datetime
 from typing import Any
+
+import orjson
 
 from localcloud.servers.moto_patches.install import install
 
@@ -44,7 +45,7 @@ def apply() -> None:
 
 def _answer(document: dict[str, Any]) -> tuple[bytes, dict[str, str]]:
     # Bytes, not str: moto then leaves the body alone (it runs a regular expression over str bodies, for XML).
-    return json.dumps(document, separators=(",", ":")).encode(), dict(JSON_HEADERS)
+    return orjson.dumps(document), dict(JSON_HEADERS)
 
 
 def _record(record: dict[str, Any]) -> dict[str, Any]:

@@ -1,4 +1,4 @@
-"""moto_patches/kinesis_responses.py: GetRecords and PutRecords answered with json.dumps say what moto's own
+"""moto_patches/kinesis_responses.py: GetRecords and PutRecords answered with orjson say what moto's own
 serializer says (compared document by document, no I/O), and work over HTTP on our launcher."""
 
 from __future__ import annotations

@@ -217,6 +217,15 @@ def test_the_event_is_its_records_texts_joined_and_sizes_add_up():
     assert _event([]) == {"Records": []}
 
 
+def test_a_record_counts_the_utf8_bytes_it_takes_in_the_event():
+    record = events.event_record(
+        shard_id="shardId-000000000001", sequence_number="7", partition_key="capteur-é-温度", data_base64="e30=",
+        arrival=1_700_000_000.5, stream_arn=STREAM_ARN, region="us-east-1", invoke_identity_arn="arn:aws:iam::1:role/x",
+    )  # fmt: skip
+    assert record.event_bytes == len(record.event.encode()) > len(record.event)
+    assert json.loads(record.event)["kinesis"]["partitionKey"] == "capteur-é-温度"
+
+
 def test_failure_record_has_the_aws_kinesis_invocation_record_shape():
     records = [Record("7", "a", 1_573_691_884.835), Record("9", "b", 1_573_691_885.58)]
     document = events.failure_record(

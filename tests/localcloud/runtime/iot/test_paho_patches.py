@@ -5,6 +5,7 @@ equal. The buffered reads are checked against a scripted broker on a loopback so
 from __future__ import annotations
 
 import json
+import random
 import socket
 import subprocess
 import sys
@@ -93,6 +94,116 @@ def test_properties_behave_as_paho_ships_them():
     assert sum("packed" in outcome and "error" not in outcome for outcome in shipped) >= 4
 
 
+UNPACK_SCRIPT = """
+import json, sys
+from paho.mqtt.packettypes import PacketTypes
+from paho.mqtt.properties import Properties
+if sys.argv[1] == "patched":
+    from localcloud.runtime.iot import paho_patches
+    paho_patches.apply()
+
+def run(packet_type, hex_buffer):
+    props = Properties(getattr(PacketTypes, packet_type))
+    props.UserProperty = ("stale", "cleared by unpack")
+    try:
+        _, end = props.unpack(bytes.fromhex(hex_buffer))
+        return {"end": end, "unpacked": json.loads(json.dumps(props.json(), default=repr))}
+    except Exception as exc:
+        return {"error": f"{type(exc).__name__}: {exc}"}
+
+print(json.dumps([run(*case) for case in json.loads(sys.stdin.read())]))
+"""
+
+
+def _property(ident: int, value: bytes) -> bytes:
+    return bytes([ident]) + value
+
+
+def _string(text: str) -> bytes:
+    raw = text.encode()
+    return len(raw).to_bytes(2, "big") + raw
+
+
+def _properties(*fields: bytes) -> bytes:
+    body = b"".join(fields)
+    assert len(body) < 128
+    return bytes([len(body)]) + body
+
+
+# What a relayed device message carries (subscription identifier, the broker's user properties), then cases
+# each of which one check refuses; every one is also mutated at random below.
+RELAYED = (
+    _properties(
+        _property(11, b"\x07"),
+        _property(38, _string("x-iotkpi-clientid") + _string("dev-1")),
+        _property(38, _string("x-iotkpi-sourceip") + _string("127.0.0.1")),
+        _property(3, _string("application/json")),
+    )
+    + b'{"payload": 1}'
+)
+RAW_CASES = [
+    ("PUBLISH", RELAYED),
+    (
+        "PUBLISH",
+        _properties(
+            _property(1, b"\x01"),
+            _property(2, b"\x00\x01\x11\x70"),
+            _property(35, b"\x00\x03"),
+            _property(9, b"\x00\x03abc"),
+            _property(11, b"\xff\xff\xff\x7f"),
+        ),
+    ),
+    ("CONNACK", _properties(_property(18, _string("\u00e9")), _property(19, b"\x00\x1e"), _property(36, b"\x01"))),
+    ("PUBLISH", b"\x00"),  # no properties
+    ("PUBLISH", b""),  # nothing at all
+    ("PUBLISH", _properties(_property(3, _string("a")), _property(3, _string("b")))),  # single-valued twice
+    ("PUBLISH", _properties(_property(17, b"\x00\x00\x00\x05"))),  # not a PUBLISH property
+    ("PUBLISH", _properties(_property(0x7F, b"\x00"))),  # no such property
+    ("PUBLISH", _properties(_property(11, b"\x00"))),  # subscription identifier 0
+    ("PUBLISH", _properties(_property(1, b"\x02"))),  # a flag
+    ("PUBLISH", _properties(_property(38, _string("a") + _string("nul\u0000")))),
+    ("PUBLISH", _properties(_property(3, _string("\ufeff")))),
+    ("PUBLISH", bytes([5]) + _property(3, _string("abcdef"))),  # the string reaches past the properties
+    ("PUBLISH", bytes([4]) + _property(3, b"\x00\x01\xff")),  # not UTF-8
+    ("PUBLISH", bytes([2]) + _property(2, b"\x00\x00\x00\x05")),  # an integer past the end: paho reads it
+    ("PUBLISH", b"\x80\x01" + _property(3, _string("x" * 125))),  # a two-byte properties length
+    ("PUBLISH", b"\xff\xff\xff\xff\x01"),  # a five-byte one
+]
+
+
+def _mutations(buffer: bytes, rng: random.Random) -> bytes:
+    data = bytearray(buffer)
+    for _ in range(rng.randint(1, 3)):
+        choice = rng.random()
+        if choice < 0.5 and data:
+            data[rng.randrange(len(data))] = rng.randrange(256)
+        elif choice < 0.75 and data:
+            del data[rng.randrange(len(data)) :]
+        else:
+            data.insert(rng.randrange(len(data) + 1), rng.randrange(256))
+    return bytes(data)
+
+
+def test_properties_unpack_as_paho_ships_it_including_malformed_ones():
+    """The one-pass unpack gives paho's result or raises paho's error, for well-formed properties, for each
+    case one check refuses, and for thousands of random mutations of them (a fixed seed)."""
+    rng = random.Random(16)
+    cases = [(packet_type, buffer.hex()) for packet_type, buffer in RAW_CASES]
+    cases += [(packet_type, _mutations(buffer, rng).hex()) for packet_type, buffer in RAW_CASES for _ in range(200)]
+
+    def outcomes_of(mode: str) -> list[dict]:
+        run = subprocess.run([sys.executable, "-c", UNPACK_SCRIPT, mode], input=json.dumps(cases),
+                             capture_output=True, text=True, check=True)  # fmt: skip
+        return json.loads(run.stdout)
+
+    shipped, patched = outcomes_of("shipped"), outcomes_of("patched")
+    for case, expected, got in zip(cases, shipped, patched, strict=True):
+        assert got == expected, case
+    refused = ["error" in outcome for outcome in shipped[: len(RAW_CASES)]]
+    assert refused == [False] * 4 + [True] * 10 + [False, False, True]
+    assert sum("error" in outcome for outcome in shipped) > len(cases) // 4
+
+
 def test_a_publisher_waiting_for_its_puback_is_woken():
     """The condition is made on first use, by whichever thread comes first: a waiter and the network thread
     notifying it must get the same one."""
@@ -166,3 +277,17 @@ def test_buffered_reads_deliver_every_packet_of_a_read_and_join_a_split_one():
         client.loop_stop()
         broker.close()
         server.close()
+
+
+def test_the_callback_matcher_matches_as_shipped_with_and_without_filters():
+    paho_patches.apply()
+    from paho.mqtt.matcher import MQTTMatcher
+
+    matcher = MQTTMatcher()
+    assert list(matcher.iter_match("devices/d1/telemetry")) == []
+    matcher["devices/+/telemetry"] = "telemetry"
+    matcher["$SYS/#"] = "sys"
+    assert list(matcher.iter_match("devices/d1/telemetry")) == ["telemetry"]
+    assert list(matcher.iter_match("$SYS/broker/uptime")) == ["sys"]
+    del matcher["devices/+/telemetry"], matcher["$SYS/#"]
+    assert list(matcher.iter_match("devices/d1/telemetry")) == []
