@@ -77,7 +77,7 @@ class DeviceSpans(NamedTuple):
     them: each device's earliest and latest reading (the device registry's first_seen/last_seen), and a reading
     in each (device, UTC hour) that has one (the KPI job's dirty hours)."""
 
-    device_ids: list[str]
+    device_ids: list[str]  # sorted (str order: COLLATE "C"), the order the registry's rows are locked in
     first: list[datetime]
     last: list[datetime]
     hour_device_ids: list[str]  # with hour_timestamps: one reading per (device, UTC hour), except...
@@ -85,7 +85,7 @@ class DeviceSpans(NamedTuple):
 
 
 def device_spans(rows: list[tuple]) -> DeviceSpans:
-    """The readings' DeviceSpans, devices in the order of their first reading.
+    """The readings' DeviceSpans, devices sorted by device_id.
 
     A device whose readings span less than an hour has readings in the hours of its first and its last reading
     only, both of which are readings: those two (or one, when they share the hour) stand for all of them. Its
@@ -117,10 +117,11 @@ def device_spans(rows: list[tuple]) -> DeviceSpans:
             if row[DEVICE_ID] in spread:
                 hour_device_ids.append(row[DEVICE_ID])
                 hour_timestamps.append(row[TS])
+    device_ids = sorted(spans)
     return DeviceSpans(
-        list(spans),
-        [first for first, _ in spans.values()],
-        [last for _, last in spans.values()],
+        device_ids,
+        [spans[device_id][0] for device_id in device_ids],
+        [spans[device_id][1] for device_id in device_ids],
         hour_device_ids,
         hour_timestamps,
     )

@@ -27,12 +27,14 @@ from __future__ import annotations
 
 import contextlib
 import json
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
+from operator import itemgetter
 from typing import Any
 
 import orjson
 import psycopg
 from common.db import Database
+from common.telemetry import READING_COLUMNS
 from psycopg import Copy
 from psycopg.abc import Buffer
 from psycopg.adapt import Dumper
@@ -43,13 +45,13 @@ from ingest.batch import DEVICE_ID, Batch, Reject, device_spans, partition_days
 from ingest.pg_arrays import DeviceIds, UtcTimestamps, register_array_dumpers
 from ingest.ports import BatchNotStored, WriteResult
 from ingest.statements import (
+    ALL_COLUMNS,
     BOOKKEEPING_AFTER_COPY,
-    COLUMN_TYPES,
-    COPY_STAGING,
-    COPY_TELEMETRY,
     CREATE_STAGING,
     ENSURE_PARTITIONS,
     INSERT_FROM_STAGING,
+    WITHOUT_PAYLOAD,
+    CopyLayout,
 )
 
 
@@ -64,9 +66,9 @@ def dump_json(value: Any) -> bytes | str:
 class PayloadDumper(Dumper):
     """The payload column in the COPYs, jsonb's binary form (a version byte, then the JSON text).
 
-    psycopg's own jsonb dumper takes three Python calls a row; this one, one, and none of them for the usual
-    reading, whose payload is empty. Registered by oid only: it serves the COPYs' jsonb column (their
-    set_types), not parameters."""
+    psycopg's own jsonb dumper takes three Python calls a row; this one, one. Registered by oid only: it serves
+    the COPYs' jsonb column (their set_types), not parameters. A batch whose payloads are all empty (the usual
+    one) is COPied without the column (statements.WITHOUT_PAYLOAD)."""
 
     format = Format.BINARY
     oid = psycopg.postgres.types["jsonb"].oid
@@ -128,9 +130,9 @@ class PostgresTelemetryStore:
         with conn.cursor() as cur:
             statement = BOOKKEEPING_AFTER_COPY
             if rows:
-                data = _copy_data(conn, rows)
+                layout, data = _copy_data(conn, rows)
                 try:
-                    with cur.copy(COPY_TELEMETRY) as copy:
+                    with cur.copy(layout.telemetry) as copy:
                         copy.write(data)
                 except (psycopg.errors.UniqueViolation, psycopg.errors.CheckViolation) as exc:
                     # A reading already stored, or "no partition of relation found for row" (a check violation
@@ -140,7 +142,7 @@ class PostgresTelemetryStore:
                     # The COPY is the transaction's first statement, so rolling the transaction back loses
                     # nothing else (and costs no savepoint before every COPY).
                     conn.rollback()
-                    self._stage(conn, cur, rows, data)
+                    self._stage(conn, cur, rows, layout, data)
                     statement = INSERT_FROM_STAGING
             params = _bookkeeping_params(shard_id, rows, rejects, batches, summed=statement is BOOKKEEPING_AFTER_COPY)
             with conn.pipeline():
@@ -148,16 +150,17 @@ class PostgresTelemetryStore:
                 conn.commit()  # in the statement's round trip: the enclosing transaction() has nothing left to do
             return cur.fetchone()[0]
 
-    def _stage(self, conn: psycopg.Connection, cur: psycopg.Cursor, rows: list[tuple], data: bytearray) -> None:
-        """The rows (`data`: their COPY data) into the staging table, for INSERT_FROM_STAGING, after the direct
-        COPY failed; their days' partitions first (in the batch's transaction: a new partition's lock on
-        telemetry is held only until the batch commits)."""
+    def _stage(self, conn: psycopg.Connection, cur: psycopg.Cursor, rows: list[tuple], layout: CopyLayout,
+               data: bytearray) -> None:  # fmt: skip
+        """The rows (`data`: their COPY data, in `layout`) into the staging table, for INSERT_FROM_STAGING, after
+        the direct COPY failed; their days' partitions first (in the batch's transaction: a new partition's lock
+        on telemetry is held only until the batch commits)."""
         with conn.pipeline():
             cur.execute(ENSURE_PARTITIONS, (partition_days(rows),))
             if not self._staging_ready:
                 cur.execute(CREATE_STAGING)
         self._staging_ready = True
-        with cur.copy(COPY_STAGING) as copy:
+        with cur.copy(layout.staging) as copy:
             copy.write(data)
 
     def _write_one_by_one(self, batch: Batch) -> WriteResult:
@@ -186,16 +189,25 @@ class _Buffer(Writer):
         self.data += data
 
 
-def _copy_data(conn: psycopg.Connection, rows: list[tuple]) -> bytearray:
-    """The rows as binary COPY data, for COPY_TELEMETRY and, should it fail, COPY_STAGING: encoded once, with
-    the connection's dumpers (psycopg's documented way to encode a COPY without running one)."""
+_PAYLOAD = itemgetter(READING_COLUMNS.index("payload"))
+_ALL_BUT_PAYLOAD = itemgetter(*(i for i, name in enumerate(READING_COLUMNS) if name != "payload"))
+
+
+def _copy_data(conn: psycopg.Connection, rows: list[tuple]) -> tuple[CopyLayout, bytearray]:
+    """The rows as binary COPY data in the layout returned, for its COPY into telemetry and, should that fail,
+    into the staging table: encoded once, with the connection's dumpers (psycopg's documented way to encode a
+    COPY without running one). Without the payload column when every payload is empty."""
+    layout: CopyLayout = ALL_COLUMNS
+    encoded: Iterable[tuple] = rows
+    if not any(map(_PAYLOAD, rows)):
+        layout, encoded = WITHOUT_PAYLOAD, map(_ALL_BUT_PAYLOAD, rows)
     buffer = _Buffer()
     copy = Copy(conn.cursor(), binary=True, writer=buffer)  # a cursor of its own: it must not hold a result
-    copy.set_types(COLUMN_TYPES)
-    for row in rows:
+    copy.set_types(layout.types)
+    for row in encoded:
         copy.write_row(row)
     copy.finish(None)
-    return buffer.data
+    return layout, buffer.data
 
 
 def _bookkeeping_params(shard_id: str | None, rows: list[tuple], rejects: list[Reject], batches: int,

@@ -24,15 +24,17 @@ def hours_of(spans: DeviceSpans) -> set[tuple[str, datetime]]:
     }
 
 
-def test_each_device_gets_its_earliest_and_latest_reading_in_order_of_first_reading():
+def test_each_device_gets_its_earliest_and_latest_reading_sorted_by_device_id_byte_by_byte():
+    """The order the statement upserts (and locks) the registry's rows in, whatever the database's collation:
+    "B" < "_" < "a" in bytes (COLLATE "C"), not in most locales."""
     rows = [row("b", T0 + timedelta(seconds=5)), row("a", T0), row("b", T0), row("b", T0 + timedelta(seconds=9)),
-            row("a", T0 - timedelta(seconds=1))]  # fmt: skip
+            row("a", T0 - timedelta(seconds=1)), row("_", T0), row("B", T0)]  # fmt: skip
 
     spans = device_spans(rows)
 
-    assert spans.device_ids == ["b", "a"]
-    assert spans.first == [T0, T0 - timedelta(seconds=1)]
-    assert spans.last == [T0 + timedelta(seconds=9), T0]
+    assert spans.device_ids == ["B", "_", "a", "b"]
+    assert spans.first == [T0, T0, T0 - timedelta(seconds=1), T0]
+    assert spans.last == [T0, T0, T0, T0 + timedelta(seconds=9)]
 
 
 def test_a_device_within_one_hour_is_one_hour_reading():

@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import base64
 import json
+import time
 import uuid
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
@@ -177,6 +179,85 @@ def test_dirty_hours_are_each_hour_a_device_has_readings_in_and_a_claimed_one_is
     devices = rows(ingest_db, "SELECT device_id, first_seen, last_seen FROM devices ORDER BY 1")
     assert devices == [("dev-a", crossing[0], crossing[-1]), ("dev-b", hour + timedelta(minutes=5),
                                                              hour + timedelta(minutes=6))]  # fmt: skip
+
+
+def test_dirty_hours_are_utc_hours_whatever_the_session_time_zone(ingest_db, monkeypatch):
+    """In India's time zone (UTC+05:30) a local hour starts at :30 UTC; the marks are UTC hours all the same,
+    after the direct COPY and after the staging table (a batch holding a stored reading goes that way)."""
+    monkeypatch.setenv("PGTZ", "Asia/Kolkata")  # libpq's session time zone, for the handler's next connection
+    handler.database.reset()
+    stream = Stream()
+    hour = datetime.now(UTC).replace(minute=0, second=0, microsecond=0) - timedelta(hours=3)
+    stored = stream.record(reading("dev-a", 0, hour + timedelta(minutes=50)))
+    assert invoke(event([stored])) == {"batchItemFailures": []}
+    assert invoke(event([stored, stream.record(reading("dev-b", 0, hour + timedelta(minutes=50)))])) == {
+        "batchItemFailures": []
+    }
+
+    with handler.database.transaction() as conn:
+        assert conn.execute("SHOW TimeZone").fetchone() == ("Asia/Kolkata",)
+    assert rows(ingest_db, "SELECT device_id, hour_start FROM kpi_dirty_hours ORDER BY 1") == [
+        ("dev-a", hour), ("dev-b", hour)
+    ]  # fmt: skip
+
+
+def row_locked(conn: psycopg.Connection, device_id: str) -> bool:
+    """Whether another transaction holds the device registry's row (`conn` in autocommit: it keeps no lock)."""
+    try:
+        conn.execute("SELECT FROM devices WHERE device_id = %s FOR UPDATE NOWAIT", (device_id,))
+    except psycopg.errors.LockNotAvailable:
+        return True
+    return False
+
+
+def wait_for_lock_wait(conn: psycopg.Connection, pid: int) -> None:
+    deadline = time.monotonic() + 30
+    while conn.execute("SELECT wait_event_type FROM pg_stat_activity WHERE pid = %s", (pid,)).fetchone() != ("Lock",):
+        assert time.monotonic() < deadline, "the batch never waited for the row held"
+        time.sleep(0.01)
+
+
+@pytest.mark.parametrize("staged", [False, True], ids=["direct", "staged"])
+def test_a_batch_locks_its_devices_rows_in_device_id_order(ingest_db, staged):
+    """Concurrent batches (two shards, a replay) lock the registry's rows in one order, so they cannot deadlock.
+    Its readings come c, b, a; while it waits for "b", which another transaction holds, it holds "a" and has
+    not touched "c". Either way in: a batch holding a reading stored already goes through the staging table."""
+    stream = Stream()
+    now = datetime.now(UTC)
+    seeds = [stream.record(reading(device, 0, now - timedelta(minutes=5))) for device in "abc"]
+    assert invoke(event(seeds)) == {"batchItemFailures": []}
+    batch = [stream.record(reading(device, 1, now)) for device in "cba"] + (seeds[:1] if staged else [])
+    pid = handler.database.connection().info.backend_pid
+
+    with psycopg.connect(ingest_db) as holder, psycopg.connect(ingest_db, autocommit=True) as probe:
+        holder.execute("SELECT FROM devices WHERE device_id = 'b' FOR UPDATE")
+        with ThreadPoolExecutor(max_workers=1) as pool:
+            response = pool.submit(invoke, event(batch))
+            try:
+                wait_for_lock_wait(probe, pid)
+                locked = (row_locked(probe, "a"), row_locked(probe, "c"))
+            finally:
+                holder.rollback()  # the batch goes on, whatever was found
+            assert response.result() == {"batchItemFailures": []}
+
+    assert locked == (True, False)
+    assert rows(ingest_db, "SELECT device_id, last_seen FROM devices ORDER BY 1") == [(d, now) for d in "abc"]
+
+
+def test_readings_without_extra_fields_store_an_empty_payload_whichever_way_in(ingest_db, capsys):
+    """A batch of such readings is COPied without the payload column, whose default ('{}') is their payload:
+    directly, and through the staging table when one of its readings is stored already."""
+    stream = Stream()
+    now = datetime.now(UTC)
+    stored = stream.record(reading("dev-a", 1, now))
+    assert invoke(event([stored])) == {"batchItemFailures": []}
+    capsys.readouterr()
+
+    assert invoke(event([stored, stream.record(reading("dev-a", 2, now))])) == {"batchItemFailures": []}
+
+    assert rows(ingest_db, "SELECT seq, payload FROM telemetry ORDER BY seq") == [(1, {}), (2, {})]
+    metrics = emitted_metrics(capsys.readouterr().out)
+    assert (metrics["Accepted"], metrics["Duplicates"], metrics["Rejected"]) == (1, 1, 0)
 
 
 def test_extra_fields_land_in_payload_exactly_and_their_redelivery_is_a_duplicate(ingest_db, capsys):
