@@ -19,7 +19,7 @@ from collections.abc import Iterator
 from typing import Any
 
 from paho.mqtt import properties as paho_properties
-from paho.mqtt.client import Client, MQTTMessageInfo
+from paho.mqtt.client import Client, MQTTMessageInfo, time_func
 from paho.mqtt.enums import MQTTErrorCode
 from paho.mqtt.matcher import MQTTMatcher
 from paho.mqtt.packettypes import PacketTypes
@@ -277,17 +277,36 @@ class _ReadBuffer:
     def holds_bytes(self) -> bool:
         return self.position < len(self.data)
 
+    def take_packet(self) -> tuple[int, list[int], bytes] | None:
+        """The next packet if the buffer holds all of it: its command byte, the bytes of its remaining length and
+        its body (then taken); None otherwise, or when its length is malformed (paho's own read says why)."""
+        data, start = self.data, self.position
+        length, multiplier, position = 0, 1, start + 1
+        while position < len(data) and position - start <= 4:
+            digit = data[position]
+            length += (digit & 127) * multiplier
+            multiplier *= 128
+            position += 1
+            if not digit & 128:
+                if position + length > len(data):
+                    return None
+                self.position = position + length
+                return data[start], list(data[start + 1 : position]), data[position : self.position]
+        return None
+
 
 def _reads_buffered() -> None:
     """paho's reads of a packet's parts are served from a buffer that one recv() of up to READ_SIZE fills, and
     loop_read goes on while that buffer holds bytes (select() cannot see them): a recv() per many packets instead
-    of three per packet, and a select() per socket read instead of one per packet.
+    of three per packet, and a select() per socket read instead of one per packet. A packet the buffer holds
+    whole is taken at once, not byte by byte through paho's reading state, and handled as paho handles it.
 
     `_sock_recv` keeps paho's contract: up to `bufsize` bytes, BlockingIOError when nothing is there (paho then
     keeps the partial packet and waits in select()), b"" when the broker closed the connection. A new
     connection (another socket object) starts with an empty buffer."""
     receive = Client._sock_recv
     read = Client.loop_read
+    read_packet = Client._packet_read
 
     def buffer_of(client: Client) -> _ReadBuffer:
         buffer = client.__dict__.get("_read_buffer")
@@ -311,8 +330,28 @@ def _reads_buffered() -> None:
             rc = read(self, max_packets)
         return rc
 
+    def _packet_read(self: Client) -> MQTTErrorCode:
+        buffer = self.__dict__.get("_read_buffer")
+        whole = None
+        if self._in_packet["command"] == 0 and buffer is not None and buffer.sock is self._sock:
+            whole = buffer.take_packet()
+        if whole is None:
+            return read_packet(self)
+        command, length_bytes, body = whole
+        self._in_packet = {"command": command, "have_remaining": 1, "remaining_count": length_bytes,
+                           "remaining_mult": 128 ** len(length_bytes), "remaining_length": len(body),
+                           "packet": bytearray(body), "to_process": 0, "pos": 0}  # fmt: skip
+        rc = self._packet_handle()
+        # What paho's _packet_read does after handling a packet.
+        self._in_packet = {"command": 0, "have_remaining": 0, "remaining_count": [], "remaining_mult": 1,
+                           "remaining_length": 0, "packet": bytearray(b""), "to_process": 0, "pos": 0}  # fmt: skip
+        with self._msgtime_mutex:
+            self._last_msg_in = time_func()
+        return rc
+
     Client._sock_recv = _sock_recv
     Client.loop_read = loop_read
+    Client._packet_read = _packet_read
 
 
 def _empty_matcher_answers_at_once() -> None:

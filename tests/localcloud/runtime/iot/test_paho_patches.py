@@ -239,14 +239,30 @@ def test_applying_twice_changes_nothing(packet_type):
 
 
 def _publish_packet(topic: str, payload: bytes) -> bytes:
-    """An MQTT 3.1.1 QoS 0 PUBLISH (remaining length < 128)."""
+    """An MQTT 3.1.1 QoS 0 PUBLISH."""
     body = len(topic).to_bytes(2, "big") + topic.encode() + payload
-    return bytes([0x30, len(body)]) + body
+    length, remaining = b"", len(body)
+    while True:  # the remaining length, 7 bits a byte
+        digit, remaining = remaining % 128, remaining // 128
+        length += bytes([digit | (128 if remaining else 0)])
+        if not remaining:
+            return b"\x30" + length + body
 
 
-def test_buffered_reads_deliver_every_packet_of_a_read_and_join_a_split_one():
+@pytest.mark.parametrize(
+    ("payloads", "split_at", "before_split"),
+    [
+        ([b"p0", b"p1", b"p2", b"p3"], -3, 3),
+        ([b"p0", b"p1"], -1, 1),
+        ([b"p0", b"x" * 300, b"p2"], 9 + 2, 1),  # 9: the first packet's bytes
+        ([b"p0", b"x" * 300, b"p2"], -1, 2),
+    ],
+    ids=["split in the body", "all but its last byte", "split in a two-byte length", "after a long one"],
+)
+def test_buffered_reads_deliver_every_packet_of_a_read_and_join_a_split_one(payloads, split_at, before_split):
     """Several packets in one read are all delivered at once (none waits in the buffer for select() to wake,
-    which it would not before the keepalive), and a packet split across reads is put together."""
+    which it would not before the keepalive), and a packet split across reads is put together, wherever the
+    split falls."""
     paho_patches.apply()
     server = socket.create_server(("127.0.0.1", 0))
     received: list[tuple[str, bytes]] = []
@@ -265,14 +281,14 @@ def test_buffered_reads_deliver_every_packet_of_a_read_and_join_a_split_one():
     try:
         broker.settimeout(5)
         assert broker.recv(1024)[0] == 0x10  # CONNECT
-        packets = [_publish_packet(f"t/{i}", b"p%d" % i) for i in range(4)]
-        broker.sendall(b"\x20\x02\x00\x00" + packets[0] + packets[1] + packets[2] + packets[3][:5])
+        stream = b"".join(_publish_packet(f"t/{i}", payload) for i, payload in enumerate(payloads))
+        broker.sendall(b"\x20\x02\x00\x00" + stream[:split_at])
         with arrived:
-            assert arrived.wait_for(lambda: len(received) == 3, timeout=5), received
-        broker.sendall(packets[3][5:])
+            assert arrived.wait_for(lambda: len(received) == before_split, timeout=5), received
+        broker.sendall(stream[split_at:])
         with arrived:
-            assert arrived.wait_for(lambda: len(received) == 4, timeout=5), received
-        assert received == [(f"t/{i}", b"p%d" % i) for i in range(4)]
+            assert arrived.wait_for(lambda: len(received) == len(payloads), timeout=5), received
+        assert received == [(f"t/{i}", payload) for i, payload in enumerate(payloads)]
     finally:
         client.loop_stop()
         broker.close()
