@@ -77,10 +77,11 @@ def keep_alive_handler(base: type) -> type:
             self._body_from = 0
             try:
                 super().run_wsgi()
+                self.wfile.flush()  # a client gone by now: werkzeug's handle() drops the connection
             finally:
-                self.wfile.flush()
                 sent = self.wfile.written - self._body_from
                 self.rfile, self.wfile = connection, answer
+                self._keep_open = False  # what http.server answers itself (a malformed request) closes, as it says
             # An answer that is not exactly as long as it said (werkzeug's error path after the status went out):
             # what follows on this connection could not be told apart from it.
             if self._declared_length is None or sent != self._declared_length:

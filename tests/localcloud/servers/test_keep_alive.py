@@ -95,3 +95,15 @@ def test_an_answer_that_breaks_off_closes_the_connection(server: tuple[str, int]
         while chunk := raw.recv(65536):  # ends only when the server closes the connection
             received += chunk
     assert received.startswith(b"HTTP/1.1 200 OK") and b"first" in received
+
+
+def test_a_request_refused_after_a_kept_one_says_it_closes(server: tuple[str, int]) -> None:
+    with socket.create_connection(server, timeout=10) as raw:
+        raw.sendall(b"POST /echo HTTP/1.1\r\nHost: x\r\nContent-Length: 2\r\n\r\nok")
+        raw.sendall(b"GET / HTTP/1.1\r\nX: " + b"a" * 70_000 + b"\r\n\r\n")  # http.server refuses it itself
+        received = b""
+        while chunk := raw.recv(65536):  # ends only when the server closes the connection
+            received += chunk
+    first, _, second = received.partition(b"\r\n\r\nok")
+    assert first.startswith(b"HTTP/1.1 200 OK") and b"Connection: close" not in first
+    assert second.startswith(b"HTTP/1.1 431") and b"Connection: close" in second
