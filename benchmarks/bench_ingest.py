@@ -24,7 +24,7 @@ from datetime import UTC, datetime, timedelta
 import psycopg
 from common.migrations import migrate
 from common.telemetry import parse_row
-from ingest.statements import COLUMN_TYPES, COPY_TELEMETRY, STATS_UPSERT
+from ingest.statements import ALL_COLUMNS, STATS_UPSERT
 from psycopg import sql
 
 from benchmarks import Figure, private_postgres
@@ -89,8 +89,8 @@ def run_raw_copy(url: str, rows: list[tuple], per_transaction: int, payload_dump
         conn.adapters.register_dumper(None, payload_dumper)
         started = time.perf_counter()
         for start in range(0, len(rows), per_transaction):
-            with conn.cursor().copy(COPY_TELEMETRY) as copy:
-                copy.set_types(COLUMN_TYPES)
+            with conn.cursor().copy(ALL_COLUMNS.telemetry) as copy:
+                copy.set_types(ALL_COLUMNS.types)
                 for row in rows[start : start + per_transaction]:
                     copy.write_row(row)
             conn.commit()

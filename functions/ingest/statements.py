@@ -54,7 +54,6 @@ def _copy_layout(columns: tuple[str, ...]) -> CopyLayout:
 
 # Every reading column, in READING_COLUMNS order.
 ALL_COLUMNS = _copy_layout(READING_COLUMNS)
-COLUMN_TYPES, COPY_TELEMETRY = ALL_COLUMNS.types, ALL_COLUMNS.telemetry
 # The same without payload, whose default ('{}') is what a reading without extra fields stores: a batch of only
 # such readings (the usual one) spares the client a jsonb value to encode and the server one to parse a row.
 WITHOUT_PAYLOAD = _copy_layout(tuple(name for name in READING_COLUMNS if name != "payload"))
@@ -113,8 +112,8 @@ SELECT accepted FROM counts
 # DeviceSpans): each device's span, and a reading of each of its hours, which spares the server grouping every
 # reading. The spans come sorted by device_id, and unnest gives them to the upsert in that order: no sort. Hours
 # are UTC hours whatever the session time zone (date_bin would be cheaper, but needs PostgreSQL 14). They are
-# not made distinct (DISTINCT cost more than it saves): the hour readings are one per (device, hour) but for a device whose readings span an hour or more (or
-# are not in UTC), and ON CONFLICT absorbs those repeats. A dirty hour already marked is skipped by the
+# not made distinct (DISTINCT cost more than it saves): the hour readings are one per (device, hour) but for a
+# device whose readings span an hour or more (or are not in UTC), and ON CONFLICT absorbs those repeats. A dirty hour already marked is skipped by the
 # anti-join, cheaper than ON CONFLICT's probe and insert attempt for each; ON CONFLICT stays for the marks that
 # concurrent batches add meanwhile. The anti-join's snapshot misses no claim of the KPI job: the job locks
 # kpi_dirty_hours in a mode that conflicts with this statement's lock, which is taken before the statement's

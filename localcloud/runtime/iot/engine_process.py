@@ -80,7 +80,6 @@ class RulesEngineProcess:
         self._conn: Connection | None = None
         self._calls = threading.Lock()  # one command and its answer at a time on the pipe
         self._stopping = threading.Event()
-        self._supervisor: threading.Thread | None = None
 
     @property
     def pid(self) -> int | None:
@@ -161,8 +160,7 @@ class RulesEngineProcess:
             raise
 
     def _supervise_in_background(self) -> None:
-        self._supervisor = threading.Thread(target=self._supervise, name="rules-engine-supervisor", daemon=True)
-        self._supervisor.start()
+        threading.Thread(target=self._supervise, name="rules-engine-supervisor", daemon=True).start()
 
     def _supervise(self) -> None:
         """Start the child again whenever it exits before stop() (tried every RESTART_DELAY_S until it runs)."""

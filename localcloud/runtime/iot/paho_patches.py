@@ -2,12 +2,12 @@
 
 paho rebuilds its MQTT 5 property tables for every packet: `Properties.__init__` makes three tables of 27
 entries, and setting, clearing or naming a property walks them, calling str.replace on each name (about 270
-calls for a PUBLISH carrying the broker's user properties); unpacking them copies the buffer after each field. Every message also gets a threading.Condition,
-which only a publisher waiting for its PUBACK uses. And every packet took a select() and three or four recv()
-calls (its command byte, each byte of its length, its body). In the rules engine, which reads every device
-message, that was most of the runtime's CPU (py-spy, see the README's benchmark notes). The patches keep paho's
-behaviour (the same values, attributes and errors: tests/localcloud/runtime/iot/test_paho_patches.py) and
-target paho-mqtt 2.2.0, pinned in pyproject.toml.
+calls for a PUBLISH carrying the broker's user properties); unpacking them copies the buffer after each field.
+Every message also gets a threading.Condition, which only a publisher waiting for its PUBACK uses. And every
+packet took a select() and three or four recv() calls (its command byte, each byte of its length, its body). In
+the rules engine, which reads every device message, that was most of the runtime's CPU (py-spy, see the
+README's benchmark notes). The patches keep paho's behaviour (the same values, attributes and errors:
+tests/localcloud/runtime/iot/test_paho_patches.py) and target paho-mqtt 2.2.0, pinned in pyproject.toml.
 """
 
 from __future__ import annotations
