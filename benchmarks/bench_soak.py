@@ -103,7 +103,7 @@ def publish(cloud: LocalCloud, prefix: str, readings: int, rate: float | None, s
     try:
         for i in range(readings):
             if rate is not None and (ahead := started + i / rate - time.monotonic()) > 0:
-                time.sleep(ahead)
+                publisher.idle(ahead)
             publisher.publish(f"devices/{prefix}{i % DEVICES:04d}/telemetry", payload(i // DEVICES))
             if time.monotonic() >= next_sample:
                 stored = count(settings["DATABASE_URL"], prefix)

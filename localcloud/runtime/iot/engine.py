@@ -167,6 +167,7 @@ class RulesEngine:
             # PutRecords of up to 500 records: the endpoint validates them, botocore need not walk them first.
             kinesis=records_client(session, endpoint_url, config.merge(Config(parameter_validation=False))),
             sqs=session.client("sqs", endpoint_url=endpoint_url, config=config),
+            settling=lambda: paho_patches.one_wake(self._client),  # a call's acks: one wake-up of the MQTT thread
         )
         self._clock = clock
         self._mqtt_address = (mqtt_host, mqtt_port)

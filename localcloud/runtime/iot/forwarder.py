@@ -19,12 +19,14 @@ wait, unacked, and are sent when it answers again (its Kinesis store kept everyt
 from __future__ import annotations
 
 import base64
+import contextlib
 import json
 import logging
 import threading
 import time
 from collections import OrderedDict, deque
 from collections.abc import Callable
+from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -84,8 +86,10 @@ class KinesisForwarder:
         linger_s: float = 0.05,
         max_attempts: int = 5,
         backoff_s: float = 0.05,
+        settling: Callable[[], AbstractContextManager[Any]] = contextlib.nullcontext,
     ) -> None:
         self._kinesis = kinesis
+        self._settling = settling  # what a call's on_done run in (the engine's: their acks wake MQTT once)
         self._sqs = sqs
         self._linger_s = linger_s
         self._max_attempts = max_attempts
@@ -203,8 +207,9 @@ class KinesisForwarder:
                 else:
                     record.not_before = now + self._backoff_s * 2 ** (record.attempts - 1)
             self._wakeup.notify_all()
-        for record in forwarded:
-            record.on_done("forwarded")
+        with self._settling():
+            for record in forwarded:
+                record.on_done("forwarded")
         for record in given_up:
             self._give_up(record)
 

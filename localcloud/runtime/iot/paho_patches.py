@@ -12,6 +12,7 @@ tests/localcloud/runtime/iot/test_paho_patches.py) and target paho-mqtt 2.2.0, p
 
 from __future__ import annotations
 
+import contextlib
 import re
 import struct
 import threading
@@ -19,7 +20,7 @@ from collections.abc import Iterator
 from typing import Any
 
 from paho.mqtt import properties as paho_properties
-from paho.mqtt.client import Client, MQTTMessageInfo, time_func
+from paho.mqtt.client import DISCONNECT, MQTT_LOG_ERR, PUBLISH, Client, MQTTMessageInfo, time_func
 from paho.mqtt.enums import MQTTErrorCode
 from paho.mqtt.matcher import MQTTMatcher
 from paho.mqtt.packettypes import PacketTypes
@@ -40,6 +41,10 @@ _FORBIDDEN_MESSAGE = {
 }
 # What a read from the socket asks for: many packets' worth (a device reading's PUBLISH is ~150 bytes).
 READ_SIZE = 64 * 1024
+# What one send() of joined packets carries at most.
+WRITE_SIZE = 64 * 1024
+# Distinct properties whose unpacking is kept (a few per connected device); all are forgotten when full.
+UNPACKED_PROPERTIES_KEPT = 4096
 _applied = False
 
 
@@ -52,6 +57,8 @@ def apply() -> None:
         _properties_unpacked_in_one_pass()
         _message_condition_on_first_use()
         _reads_buffered()
+        _writes_joined()
+        _wakes_deferred()
         _empty_matcher_answers_at_once()
         _applied = True
 
@@ -212,11 +219,32 @@ def _properties_unpacked_in_one_pass() -> None:
                 held[name] = value
         return self, end
 
+    # (packet type, the properties' bytes) -> what unpack_common made of them. A broker relays every message of
+    # a client with the same properties (its user properties name the client; the subscription identifier is
+    # the subscriber's), so most messages find theirs here: a dict lookup instead of the unpacking.
+    unpacked: dict[tuple[int, bytes], tuple[dict[str, Any], int]] = {}
+
     def unpack(self: Properties, buffer: bytes) -> tuple[Properties, int]:
         try:
-            return unpack_common(self, buffer)
+            length, offset = read_vbi(buffer, 0)
+            key = (self.packetType, bytes(buffer[: offset + length]))
+            known = unpacked.get(key)
+            if known is not None:
+                self.clear()
+                self.__dict__.update(copied(known[0]))
+                return self, known[1]
+            unpack_common(self, buffer)
         except (_NotTheCommonCase, IndexError, KeyError, UnicodeDecodeError, struct.error):
             return shipped(self, buffer)
+        if len(unpacked) >= UNPACKED_PROPERTIES_KEPT:
+            unpacked.clear()
+        unpacked[key] = (copied(vars(self)), offset + length)
+        return self, offset + length
+
+    def copied(values: dict[str, Any]) -> dict[str, Any]:
+        """The properties among `values`, lists copied: a caller may change its message's, never another's."""
+        return {name: list(value) if type(value) is list else value
+                for name, value in values.items() if name not in _PRIVATE}  # fmt: skip
 
     Properties.unpack = unpack
 
@@ -352,6 +380,92 @@ def _reads_buffered() -> None:
     Client._sock_recv = _sock_recv
     Client.loop_read = loop_read
     Client._packet_read = _packet_read
+
+
+def _writes_joined() -> None:
+    """paho sends every queued packet with a send() of its own: a PUBACK per device message from the rules engine,
+    a PUBLISH per message from the simulator's publisher, each a system call and, on the broker's side, a wake-up.
+    Queued packets that need nothing done once written (all but a QoS 0 PUBLISH, whose on_publish paho calls
+    then, and DISCONNECT) go out together, up to WRITE_SIZE bytes a send(); paho's own write sends the others.
+    A send() that takes only part of the data leaves the packet it stopped in at the queue's head with its
+    position, as paho's does, and the next write sends its rest with the packets after it."""
+    write = Client._packet_write
+
+    def joinable(packet: dict[str, Any]) -> bool:
+        command = packet["command"] & 0xF0
+        return not (command == PUBLISH and packet["qos"] == 0) and command != DISCONNECT
+
+    def _packet_write(self: Client) -> MQTTErrorCode:
+        queue = self._out_packet
+        while len(queue) > 1:
+            joined, size = [], 0
+            for packet in queue:
+                if size >= WRITE_SIZE or not joinable(packet):
+                    break
+                joined.append(packet)
+                size += packet["to_process"]
+            if len(joined) < 2:
+                break
+            head = joined[0]  # a packet a send() took part of is at the head: its rest is sent first
+            parts = [head["packet"][head["pos"] :], *(packet["packet"] for packet in joined[1:])]
+            try:
+                sent = self._sock_send(b"".join(parts))
+            except (AttributeError, ValueError):  # no socket: as paho's
+                return MQTTErrorCode.MQTT_ERR_SUCCESS
+            except BlockingIOError:
+                return MQTTErrorCode.MQTT_ERR_AGAIN
+            except OSError as err:
+                self._easy_log(MQTT_LOG_ERR, "failed to send on socket: %s", err)
+                return MQTTErrorCode.MQTT_ERR_CONN_LOST
+            for packet in joined:
+                if sent < packet["to_process"]:
+                    packet["pos"] += sent
+                    packet["to_process"] -= sent
+                    return MQTTErrorCode.MQTT_ERR_AGAIN  # the socket took no more: select() says when it does
+                sent -= packet["to_process"]
+                queue.popleft()
+        return write(self)
+
+    Client._packet_write = _packet_write
+
+
+def _wakes_deferred() -> None:
+    """A packet queued from another thread than a loop_start client's network thread wakes that thread with a
+    send() on paho's socket pair; inside `one_wake`, the calling thread's packets for its client are queued as
+    paho queues them, without the wake-up, which one_wake sends once at its end."""
+    queue = Client._packet_queue
+
+    def _packet_queue(self: Client, command: int, packet: bytes, mid: int, qos: int,
+                      info: MQTTMessageInfo | None = None) -> MQTTErrorCode:  # fmt: skip
+        if getattr(_deferring, "client", None) is not self or self._thread is None:
+            return queue(self, command, packet, mid, qos, info)
+        self._out_packet.append({"command": command, "mid": mid, "qos": qos, "pos": 0, "to_process": len(packet),
+                                 "packet": packet, "info": info})  # fmt: skip
+        _deferring.queued = True
+        self._call_socket_register_write()
+        return MQTTErrorCode.MQTT_ERR_SUCCESS
+
+    Client._packet_queue = _packet_queue
+
+
+# The client whose wake-ups this thread defers (one_wake), and whether it queued a packet meanwhile.
+_deferring = threading.local()
+
+
+@contextlib.contextmanager
+def one_wake(client: Client) -> Iterator[None]:
+    """Packets this thread queues for `client` inside wake its network thread once, at the end, instead of once
+    each: the rules engine acks a PutRecords call's hundreds of messages from its Kinesis thread at once. Needs
+    apply()."""
+    _deferring.client, _deferring.queued = client, False
+    try:
+        yield
+    finally:
+        _deferring.client = None
+        wake = client._sockpairW
+        if _deferring.queued and wake is not None:
+            with contextlib.suppress(BlockingIOError):  # its buffer is full of wake-ups already
+                wake.send(b"0")
 
 
 def _empty_matcher_answers_at_once() -> None:

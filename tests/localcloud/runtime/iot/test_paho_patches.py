@@ -4,6 +4,7 @@ equal. The buffered reads are checked against a scripted broker on a loopback so
 
 from __future__ import annotations
 
+import contextlib
 import json
 import random
 import socket
@@ -16,6 +17,7 @@ import paho.mqtt.client as mqtt
 import pytest
 from paho.mqtt.client import MQTTMessageInfo
 from paho.mqtt.packettypes import PacketTypes
+from paho.mqtt.properties import Properties
 
 from localcloud.runtime.iot import paho_patches
 
@@ -111,7 +113,11 @@ def run(packet_type, hex_buffer):
     except Exception as exc:
         return {"error": f"{type(exc).__name__}: {exc}"}
 
-print(json.dumps([run(*case) for case in json.loads(sys.stdin.read())]))
+def twice(packet_type, hex_buffer):  # the second from what the patched unpack kept of the first
+    first = run(packet_type, hex_buffer)
+    return [first, run(packet_type, hex_buffer)]
+
+print(json.dumps([twice(*case) for case in json.loads(sys.stdin.read())]))
 """
 
 
@@ -186,7 +192,8 @@ def _mutations(buffer: bytes, rng: random.Random) -> bytes:
 
 def test_properties_unpack_as_paho_ships_it_including_malformed_ones():
     """The one-pass unpack gives paho's result or raises paho's error, for well-formed properties, for each
-    case one check refuses, and for thousands of random mutations of them (a fixed seed)."""
+    case one check refuses, and for thousands of random mutations of them (a fixed seed); unpacking the same
+    bytes again (the patched unpack then uses what it kept) gives the same result once more."""
     rng = random.Random(16)
     cases = [(packet_type, buffer.hex()) for packet_type, buffer in RAW_CASES]
     cases += [(packet_type, _mutations(buffer, rng).hex()) for packet_type, buffer in RAW_CASES for _ in range(200)]
@@ -199,9 +206,22 @@ def test_properties_unpack_as_paho_ships_it_including_malformed_ones():
     shipped, patched = outcomes_of("shipped"), outcomes_of("patched")
     for case, expected, got in zip(cases, shipped, patched, strict=True):
         assert got == expected, case
-    refused = ["error" in outcome for outcome in shipped[: len(RAW_CASES)]]
+    assert all(first == second for first, second in patched)
+    refused = ["error" in first for first, _ in shipped[: len(RAW_CASES)]]
     assert refused == [False] * 4 + [True] * 10 + [False, False, True]
-    assert sum("error" in outcome for outcome in shipped) > len(cases) // 4
+    assert sum("error" in first for first, _ in shipped) > len(cases) // 4
+
+
+def test_a_message_changing_its_properties_leaves_the_next_ones_alike():
+    paho_patches.apply()
+    buffer = _properties(_property(38, _string("client") + _string("dev-1")), _property(11, b"\x07"))
+    first = Properties(PacketTypes.PUBLISH)
+    first.unpack(buffer)
+    first.UserProperty.append(("added", "by one message"))
+    first.SubscriptionIdentifier.append(9)
+    again = Properties(PacketTypes.PUBLISH)
+    assert again.unpack(buffer + b"payload") == (again, len(buffer))
+    assert again.UserProperty == [("client", "dev-1")] and again.SubscriptionIdentifier == [7]
 
 
 def test_a_publisher_waiting_for_its_puback_is_woken():
@@ -307,3 +327,112 @@ def test_the_callback_matcher_matches_as_shipped_with_and_without_filters():
     assert list(matcher.iter_match("$SYS/broker/uptime")) == ["sys"]
     del matcher["devices/+/telemetry"], matcher["$SYS/#"]
     assert list(matcher.iter_match("devices/d1/telemetry")) == []
+
+
+def _packets(data: bytes) -> list[tuple[int, bytes]]:
+    """An MQTT byte stream's packets: (command byte, body)."""
+    packets, position = [], 0
+    while position < len(data):
+        command, length, multiplier, position = data[position], 0, 1, position + 1
+        while True:
+            digit, position = data[position], position + 1
+            length, multiplier = length + (digit & 127) * multiplier, multiplier * 128
+            if not digit & 128:
+                break
+        packets.append((command, data[position : position + length]))
+        position += length
+    return packets
+
+
+def test_queued_packets_go_out_together_and_whole_when_the_socket_takes_part_of_them():
+    """Queued packets leave in few send()s, in order and whole, also when a send() takes only part of the
+    data (small socket buffers, a reader that lags): the rest goes out when select() says the socket can
+    take more."""
+    paho_patches.apply()
+    server = socket.create_server(("127.0.0.1", 0))
+    client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id="w", protocol=mqtt.MQTTv311)
+    client.on_socket_register_write = lambda *_: None  # packets stay queued until loop_write
+    client.max_inflight_messages_set(0)  # all 200 publishes sent, none held back for PUBACKs
+    client.connect("127.0.0.1", server.getsockname()[1], keepalive=60)  # the CONNECT is queued too
+    broker, _ = server.accept()
+    client.socket().setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 4096)
+    sends: list[tuple[int, int]] = []  # (bytes offered, bytes taken)
+    send = client._sock_send
+
+    def counted(data: bytes) -> int:
+        taken = send(data)
+        sends.append((len(data), taken))
+        return taken
+
+    client._sock_send = counted
+    payloads = [f"{i:04d}".encode() * 50 for i in range(200)]  # 40 KB in all
+    for payload in payloads:
+        client.publish("devices/d/telemetry", payload, qos=1)
+    received = bytearray()
+    try:
+        broker.settimeout(0.2)
+        while client.want_write() or len(received) < 40_000:
+            client.loop_write()
+            with contextlib.suppress(TimeoutError):
+                received += broker.recv(1024)  # a slow reader: the client's buffer fills
+        broker.settimeout(0.5)
+        with contextlib.suppress(TimeoutError):
+            while chunk := broker.recv(65536):
+                received += chunk
+    finally:
+        broker.close()
+        client.socket().close()
+        server.close()
+    packets = _packets(bytes(received))
+    assert packets[0][0] == 0x10  # CONNECT
+    topic = b"\x00\x13devices/d/telemetry"
+    assert [(command, body) for command, body in packets[1:]] == [
+        (0x32, topic + (mid).to_bytes(2, "big") + payload) for mid, payload in enumerate(payloads, start=1)
+    ]
+    assert len(sends) < 50 and any(taken < offered for offered, taken in sends)
+
+
+class _CountedWakes:
+    """paho's socket pair end that wakes its network thread, counting the wake-ups."""
+
+    def __init__(self, sock: socket.socket) -> None:
+        self.sock, self.sends = sock, 0
+
+    def send(self, data: bytes) -> int:
+        self.sends += 1
+        return self.sock.send(data)
+
+    def __getattr__(self, name: str):
+        return getattr(self.sock, name)
+
+
+def test_acks_queued_in_one_wake_wake_the_network_thread_once_and_all_go_out():
+    paho_patches.apply()
+    server = socket.create_server(("127.0.0.1", 0))
+    client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id="acks", protocol=mqtt.MQTTv311, manual_ack=True)
+    connected = threading.Event()
+    client.on_connect = lambda *_: connected.set()
+    client.connect_async("127.0.0.1", server.getsockname()[1], keepalive=60)
+    client.loop_start()
+    broker, _ = server.accept()
+    try:
+        assert _packets(broker.recv(1024))[0][0] == 0x10  # CONNECT
+        broker.sendall(b"\x20\x02\x00\x00")  # CONNACK, accepted
+        assert connected.wait(5)
+        wakes = client._sockpairW = _CountedWakes(client._sockpairW)
+        with paho_patches.one_wake(client):
+            for mid in range(1, 101):
+                client.ack(mid, 1)
+            assert wakes.sends == 0
+        assert wakes.sends == 1
+        received = b""
+        broker.settimeout(10)
+        while len(received) < 400:  # the network thread writes them once woken (its select() waits up to 1 s)
+            received += broker.recv(4096)
+        assert _packets(received) == [(0x40, mid.to_bytes(2, "big")) for mid in range(1, 101)]
+        client.ack(101, 1)  # outside: woken as paho wakes it
+        assert wakes.sends == 2
+    finally:
+        client.loop_stop()
+        broker.close()
+        server.close()
