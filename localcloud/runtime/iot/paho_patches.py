@@ -396,35 +396,40 @@ def _writes_joined() -> None:
         return not (command == PUBLISH and packet["qos"] == 0) and command != DISCONNECT
 
     def _packet_write(self: Client) -> MQTTErrorCode:
-        queue = self._out_packet
-        while len(queue) > 1:
+        queue = self._out_packet  # other threads append to it (acks, publishes): taken from the left only
+        while True:
             joined, size = [], 0
-            for packet in queue:
-                if size >= WRITE_SIZE or not joinable(packet):
+            while size < WRITE_SIZE and queue:
+                packet = queue.popleft()
+                if not joinable(packet):
+                    queue.appendleft(packet)
                     break
                 joined.append(packet)
                 size += packet["to_process"]
             if len(joined) < 2:
-                break
+                queue.extendleft(joined)
+                return write(self)
             head = joined[0]  # a packet a send() took part of is at the head: its rest is sent first
             parts = [head["packet"][head["pos"] :], *(packet["packet"] for packet in joined[1:])]
             try:
                 sent = self._sock_send(b"".join(parts))
             except (AttributeError, ValueError):  # no socket: as paho's
+                queue.extendleft(reversed(joined))
                 return MQTTErrorCode.MQTT_ERR_SUCCESS
             except BlockingIOError:
+                queue.extendleft(reversed(joined))
                 return MQTTErrorCode.MQTT_ERR_AGAIN
             except OSError as err:
+                queue.extendleft(reversed(joined))
                 self._easy_log(MQTT_LOG_ERR, "failed to send on socket: %s", err)
                 return MQTTErrorCode.MQTT_ERR_CONN_LOST
-            for packet in joined:
+            for index, packet in enumerate(joined):
                 if sent < packet["to_process"]:
                     packet["pos"] += sent
                     packet["to_process"] -= sent
+                    queue.extendleft(reversed(joined[index:]))
                     return MQTTErrorCode.MQTT_ERR_AGAIN  # the socket took no more: select() says when it does
                 sent -= packet["to_process"]
-                queue.popleft()
-        return write(self)
 
     Client._packet_write = _packet_write
 
