@@ -259,6 +259,13 @@ class RulesEngine:
             }
         return errors, gone, new
 
+    @property
+    def mqtt_running(self) -> bool:
+        """Whether paho's network thread runs: an exception escaping it (a defect, ours or paho's) ends it, and
+        then the engine takes no more messages until it is started again (engine_process does)."""
+        thread = self._client._thread  # paho has no public accessor; paho-mqtt is pinned
+        return thread is not None and thread.is_alive()
+
     def status(self) -> dict[str, Any]:
         with self._lock:
             return {

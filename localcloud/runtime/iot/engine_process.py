@@ -11,6 +11,7 @@ runtime's terminal reaches the whole process group; the runtime stops the engine
 action finish what is in flight) and exits on its own when the pipe closes, so a runtime killed outright leaves
 no engine behind. A child that dies while the runtime goes on is started again after RESTART_DELAY_S: its
 persistent MQTT session kept every unacknowledged message, which the broker then delivers again, so none is lost.
+A child whose engine's MQTT thread ended (an exception escaped it) exits, to be started again the same way.
 """
 
 from __future__ import annotations
@@ -29,6 +30,7 @@ START_TIMEOUT_S = 60.0  # the child imports paho and botocore, loads the rules a
 CALL_TIMEOUT_S = 30.0  # a reload waits up to 10 s for the broker's SUBACKs
 STOP_TIMEOUT_S = 30.0  # above RulesEngine.stop's drain timeout
 RESTART_DELAY_S = 1.0
+WATCH_INTERVAL_S = 1.0  # how often an idle child checks that its engine's MQTT thread runs
 
 
 class EngineProcessError(RuntimeError):
@@ -46,6 +48,11 @@ def serve(conn: Connection, engine_args: tuple, engine_kwargs: dict[str, Any]) -
         return
     while True:
         try:
+            if not conn.poll(WATCH_INTERVAL_S):
+                if not engine.mqtt_running:  # the runtime starts a new child, which the broker redelivers to
+                    log.error("rules engine: its MQTT thread ended; exiting so that the runtime starts it again")
+                    raise SystemExit(1)
+                continue
             command = conn.recv()
         except (EOFError, OSError):  # the runtime is gone: stop as its own stop would have
             engine.stop()

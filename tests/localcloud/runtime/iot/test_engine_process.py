@@ -4,6 +4,7 @@ server and mosquitto, a real paho publisher."""
 from __future__ import annotations
 
 import json
+import multiprocessing
 import os
 import signal
 import subprocess
@@ -17,7 +18,8 @@ import pytest
 from paho.mqtt.enums import CallbackAPIVersion
 
 from localcloud.config import REPO_ROOT
-from localcloud.runtime.iot.engine import RuleLoadError
+from localcloud.runtime.iot import engine_process
+from localcloud.runtime.iot.engine import RuleLoadError, RulesEngine
 from localcloud.runtime.iot.engine_process import RulesEngineProcess
 from tests.fixtures.local_cloud import wait_until
 
@@ -156,3 +158,54 @@ def test_the_engine_process_exits_when_the_runtime_that_started_it_is_killed(rig
         return open(f"/proc/{child}/stat").read().split(") ")[1].startswith("Z")  # exited, not yet reaped
 
     wait_until(gone, timeout=30, what=f"engine process {child} to exit")
+
+
+@pytest.mark.filterwarnings("ignore::pytest.PytestUnhandledThreadExceptionWarning")  # the thread's end, on purpose
+def test_an_engine_whose_mqtt_thread_ended_says_so(rig: Rig) -> None:
+    rig.rule("ended")
+    engine = RulesEngine(*rig.engine_args, client_id=f"engine-ended-{rig.tag}")
+    engine.start()
+    try:
+        assert engine.mqtt_running
+
+        def defect(*_: Any) -> None:
+            raise RuntimeError("a defect in the MQTT thread")
+
+        engine._client._handle_on_message = defect  # what an exception escaping paho's network thread does
+        rig.publish("ended", range(1))
+        wait_until(lambda: not engine.mqtt_running, what="the MQTT thread to end")
+    finally:
+        engine.stop(drain_timeout=1)
+
+
+class _EngineWithoutMqtt:
+    """A RulesEngine whose MQTT thread has ended (what test_an_engine_whose_mqtt_thread_ended_says_so sees)."""
+
+    mqtt_running = False
+
+    def __init__(self, *_: Any, **__: Any) -> None:
+        pass
+
+    def start(self) -> None:
+        pass
+
+
+def _took_too_long(*_: Any) -> None:
+    raise TimeoutError("serve() went on without its engine's MQTT thread")
+
+
+def test_a_child_whose_engine_lost_its_mqtt_thread_exits_to_be_started_again(monkeypatch) -> None:
+    monkeypatch.setattr(engine_process, "RulesEngine", _EngineWithoutMqtt)
+    runtime_end, child_end = multiprocessing.Pipe()
+    # serve() is a child's main: it runs in the main thread (it sets SIGINT's handler, restored after)
+    interrupt, alarm = signal.getsignal(signal.SIGINT), signal.signal(signal.SIGALRM, _took_too_long)
+    signal.alarm(10)
+    try:
+        with pytest.raises(SystemExit) as exited:
+            engine_process.serve(child_end, (), {})
+    finally:
+        signal.alarm(0)
+        signal.signal(signal.SIGALRM, alarm)
+        signal.signal(signal.SIGINT, interrupt)
+    assert exited.value.code == 1
+    assert runtime_end.recv() == ("ok", None)  # it had started
