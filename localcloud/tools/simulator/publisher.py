@@ -131,8 +131,8 @@ class MqttPublisher:
         if sock is None:
             self._reconnect(timeout)
             return
-        # A quarter of the keep-alive at most: loop_misc must find the ping due well before the broker gives up.
-        timeout = min(timeout, self._keepalive_s / 4)
+        if self._keepalive_s:  # a quarter of it at most: loop_misc must find the ping due well before the broker
+            timeout = min(timeout, self._keepalive_s / 4)  # gives up on this client
         readable, writable, _ = select.select([sock], [sock] if client.want_write() else [], [], timeout)
         # Each closes the socket when it finds the connection lost (the others then do nothing), and the next
         # call opens it again.
