@@ -12,6 +12,7 @@ import subprocess
 import sys
 import threading
 import time
+from collections.abc import Iterator
 
 import paho.mqtt.client as mqtt
 import pytest
@@ -406,7 +407,10 @@ class _CountedWakes:
         return getattr(self.sock, name)
 
 
-def test_acks_queued_in_one_wake_wake_the_network_thread_once_and_all_go_out():
+@contextlib.contextmanager
+def _acking_client() -> Iterator[tuple[mqtt.Client, socket.socket]]:
+    """A manual-ack client with paho's network thread (loop_start), connected to a scripted broker: (the client,
+    the broker's end of the connection, the CONNECT read and CONNACK sent)."""
     paho_patches.apply()
     server = socket.create_server(("127.0.0.1", 0))
     client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id="acks", protocol=mqtt.MQTTv311, manual_ack=True)
@@ -419,6 +423,15 @@ def test_acks_queued_in_one_wake_wake_the_network_thread_once_and_all_go_out():
         assert _packets(broker.recv(1024))[0][0] == 0x10  # CONNECT
         broker.sendall(b"\x20\x02\x00\x00")  # CONNACK, accepted
         assert connected.wait(5)
+        yield client, broker
+    finally:
+        client.loop_stop()
+        broker.close()
+        server.close()
+
+
+def test_acks_queued_in_one_wake_wake_the_network_thread_once_and_all_go_out():
+    with _acking_client() as (client, broker):
         wakes = client._sockpairW = _CountedWakes(client._sockpairW)
         with paho_patches.one_wake(client):
             for mid in range(1, 101):
@@ -432,29 +445,14 @@ def test_acks_queued_in_one_wake_wake_the_network_thread_once_and_all_go_out():
         assert _packets(received) == [(0x40, mid.to_bytes(2, "big")) for mid in range(1, 101)]
         client.ack(101, 1)  # outside: woken as paho wakes it
         assert wakes.sends == 2
-    finally:
-        client.loop_stop()
-        broker.close()
-        server.close()
 
 
 def test_joined_writes_hold_while_another_thread_queues_packets():
     """The rules engine's Kinesis thread queues PUBACKs while the network thread writes: every one goes out, in
     order, and the network thread lives on (an iteration over paho's queue while another thread appends to it
     raised in the network thread, which then died and the engine took no more messages)."""
-    paho_patches.apply()
-    server = socket.create_server(("127.0.0.1", 0))
-    client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id="acks", protocol=mqtt.MQTTv311, manual_ack=True)
-    connected = threading.Event()
-    client.on_connect = lambda *_: connected.set()
-    client.connect_async("127.0.0.1", server.getsockname()[1], keepalive=60)
-    client.loop_start()
-    broker, _ = server.accept()
     acks = 60_000
-    try:
-        assert _packets(broker.recv(1024))[0][0] == 0x10  # CONNECT
-        broker.sendall(b"\x20\x02\x00\x00")  # CONNACK, accepted
-        assert connected.wait(5)
+    with _acking_client() as (client, broker):
 
         def acknowledge() -> None:
             for start in range(1, acks + 1, 500):
@@ -471,7 +469,3 @@ def test_joined_writes_hold_while_another_thread_queues_packets():
         acknowledging.join()
         assert _packets(bytes(received)) == [(0x40, mid.to_bytes(2, "big")) for mid in range(1, acks + 1)]
         assert client._thread is not None and client._thread.is_alive()
-    finally:
-        client.loop_stop()
-        broker.close()
-        server.close()

@@ -4,19 +4,16 @@ and `idle` keeps a connection alive past the keep-alive interval."""
 
 from __future__ import annotations
 
-import shutil
-import tempfile
 import threading
 import time
 import uuid
-from pathlib import Path
 
 import paho.mqtt.client as mqtt
 import pytest
 
 from localcloud.servers.mqtt_broker import MosquittoBroker
-from localcloud.servers.procs import free_port
 from localcloud.tools.simulator.publisher import MqttPublisher
+from tests.fixtures.mqtt import running_broker
 
 TOPIC = "devices/restart-0001/telemetry"
 
@@ -24,15 +21,8 @@ TOPIC = "devices/restart-0001/telemetry"
 @pytest.fixture
 def broker():
     """A broker of this test's own, which it may stop and start again (same port, same persistence file)."""
-    state_dir = Path(tempfile.mkdtemp(prefix="iotkpi-mqtt-restart-"))
-    state_dir.chmod(0o755)  # mosquitto drops to its own user
-    broker = MosquittoBroker(state_dir, port=free_port())
-    broker.start()
-    try:
-        yield broker
-    finally:
-        broker.stop()
-        shutil.rmtree(state_dir, ignore_errors=True)
+    with running_broker("iotkpi-mqtt-restart-") as own:
+        yield own
 
 
 class PersistentSubscriber:
