@@ -3,6 +3,10 @@
 Stock moto's put_record rebuilds the shard's key list for every record (O(n)) and GetRecords scans the shard
 from its start; localcloud.servers.moto_patches makes both independent of the shard's size. The patched
 launcher keeps its records on disk (LOCALCLOUD_KINESIS_DB in a temporary folder), as `localcloud up` runs it.
+
+Also on the client's side: the CPU a PutRecords call costs the caller per record, botocore's client (as the
+rules engine used it: no parameter validation) against the runtime's records client (localcloud/runtime/
+kinesis_client.py, which writes the records with orjson), on the patched launcher, rounds alternated.
 """
 
 from __future__ import annotations
@@ -16,8 +20,10 @@ import uuid
 from collections.abc import Callable, Mapping
 
 import boto3
+from botocore.config import Config
 
 from benchmarks import Figure
+from localcloud.runtime.kinesis_client import records_client
 from localcloud.servers.procs import free_port, terminate_group, wait_for_port
 
 # Sized to keep the run near 1.5 minutes: stock moto's pre-fill is quadratic and dominates it.
@@ -26,6 +32,7 @@ TIMED = 5_000
 BATCH = 500
 TIP_POLLS = 100
 READ_LIMIT = 10_000  # GetRecords' maximum, what a consumer catching up asks for
+CLIENT_ROUNDS = 5
 RECORD = b'{"device_id":"dev-0001","ts":1714567890123,"seq":123456,"rss":-67,"battery":88.5,"temp":21.25}'
 SERVERS: dict[str, list[str]] = {
     "stock moto": [sys.executable, "-m", "moto.server"],
@@ -101,6 +108,28 @@ def measure(url: str) -> dict[str, float]:
     return rates
 
 
+def client_cpu(url: str) -> dict[str, float]:
+    """Microseconds of this thread's CPU per record put, for each client: the best of CLIENT_ROUNDS alternated
+    rounds of TIMED records in calls of BATCH, each record of its own partition key (as the rules engine puts)."""
+    credentials = {"aws_access_key_id": "test", "aws_secret_access_key": "test"}
+    config = Config(parameter_validation=False)
+    clients = {
+        "botocore": boto3.client("kinesis", endpoint_url=url, region_name="us-east-1", config=config, **credentials),
+        "records client": records_client(boto3.Session(region_name="us-east-1", **credentials), url, config),
+    }
+    stream = f"bench-{uuid.uuid4().hex[:8]}"
+    clients["botocore"].create_stream(StreamName=stream, ShardCount=1)
+    entries = [{"Data": RECORD, "PartitionKey": f"dev-{i:04d}"} for i in range(BATCH)]
+    best = dict.fromkeys(clients, float("inf"))
+    for _ in range(CLIENT_ROUNDS):
+        for name, kinesis in clients.items():
+            started = time.thread_time()
+            for _ in range(TIMED // BATCH):
+                assert kinesis.put_records(StreamName=stream, Records=entries)["FailedRecordCount"] == 0
+            best[name] = min(best[name], (time.thread_time() - started) / TIMED * 1e6)
+    return best
+
+
 def run() -> list[Figure]:
     results: dict[str, dict[str, float]] = {}
     with tempfile.TemporaryDirectory(prefix="iotkpi-bench-kinesis-") as folder:
@@ -109,6 +138,8 @@ def run() -> list[Figure]:
             proc, url = start(command, env)
             try:
                 results[name] = measure(url)
+                if name == "patched moto":
+                    client_micros = client_cpu(url)
             finally:
                 terminate_group(proc.pid)
                 proc.wait(timeout=10)
@@ -155,4 +186,13 @@ def run() -> list[Figure]:
             met=patched["prefilled"] / patched["fresh"] >= 0.8,
         ),
     ]
+    client_volume = f"{TIMED:,} records x {len(RECORD)} B, calls of {BATCH}, best of {CLIENT_ROUNDS} alternated rounds"
+    figures += [
+        Figure(f"PutRecords, the caller's CPU per record: {name}", "us", micros, client_volume)
+        for name, micros in client_micros.items()
+    ]
+    figures.append(
+        Figure("PutRecords caller's CPU, records client / botocore", "x",
+               client_micros["records client"] / client_micros["botocore"], client_volume)
+    )  # fmt: skip
     return figures

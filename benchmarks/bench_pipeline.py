@@ -12,7 +12,9 @@ readings lost, and those stored before an earlier reading of their device (per-d
 Beside it, the CPU time each component used per reading during that run (from /proc: the AWS endpoint, the
 runtime with its Lambda workers, the rules engine's process, mosquitto, PostgreSQL, and this process, which
 plays the devices), and the ceiling those costs allow on this machine's CPUs if every one of them were busy
-all the time: the profile that says what a throughput goal needs.
+all the time: the profile that says what a throughput goal needs. And how the machine's CPU time went during the
+run: busy, idle, and stolen by the hypervisor (a virtual machine's CPU time given to others, which no component
+could use).
 """
 
 from __future__ import annotations
@@ -167,12 +169,12 @@ def latency_figures(run: Run, rate: float, seconds: int) -> list[Figure]:
 
 def throughput_figures(run: Run, cloud: LocalCloud) -> tuple[list[Figure], float]:
     prefix = f"tput-{uuid.uuid4().hex[:4]}-"
-    cpu_before = processes.component_cpu(cloud)
+    cpu_before, machine_before = processes.component_cpu(cloud), processes.machine_cpu()
     first = time.time()
     _, samples = run.publish(prefix, THROUGHPUT_READINGS, rate=None)
     published = time.time() - first
     samples += run.drain(prefix, THROUGHPUT_READINGS)
-    cpu_after = processes.component_cpu(cloud)
+    cpu_after, machine_after = processes.component_cpu(cloud), processes.machine_cpu()
     print(f"throughput: samples (s, [published,] stored, rules engine pending, ESM behind): {samples[::3]}")
     stored = run.ingested(prefix)
     elapsed = max(stored.values()) - first
@@ -200,6 +202,10 @@ def throughput_figures(run: Run, cloud: LocalCloud) -> tuple[list[Figure], float
         Figure(f"{what}: ceiling at that cost, every CPU busy", "records/s", round(ceiling), volume, goal,
                ceiling >= THROUGHPUT_GOAL),
     ]  # fmt: skip
+    machine = {kind: machine_after[kind] - machine_before[kind] for kind in machine_after}
+    for kind, seconds in machine.items():
+        share = seconds / sum(machine.values()) * 100
+        figures.append(Figure(f"{what}: the machine's CPU time {kind} during the run", "%", round(share, 1), volume))
     return figures, rate
 
 

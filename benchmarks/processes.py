@@ -73,3 +73,12 @@ def component_cpu(cloud: LocalCloud) -> dict[str, float]:
     used = {name: sum(map(cpu_seconds, pids)) for name, pids in components(cloud).items()}
     used["devices (the benchmark's publisher)"] = cpu_seconds(os.getpid())
     return used
+
+
+def machine_cpu() -> dict[str, float]:
+    """CPU seconds of the whole machine so far, summed over its CPUs (/proc/stat's first line): busy (user, nice,
+    system, irq, softirq), idle (with iowait) and stolen (a virtual machine's CPU time the hypervisor gave to
+    others: time the machine could not use)."""
+    fields = [int(value) / CLOCK_TICKS for value in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:9]]
+    user, nice, system, idle, iowait, irq, softirq, steal = fields
+    return {"busy": user + nice + system + irq + softirq, "idle": idle + iowait, "stolen": steal}

@@ -164,8 +164,7 @@ class RulesEngine:
         self._iot = session.client("iot", endpoint_url=endpoint_url, config=config)
         self._lookups = EndpointLookups(endpoint_url, region)
         self._forwarder = KinesisForwarder(
-            # PutRecords of up to 500 records: the endpoint validates them, botocore need not walk them first.
-            kinesis=records_client(session, endpoint_url, config.merge(Config(parameter_validation=False))),
+            kinesis=records_client(session, endpoint_url, config),
             sqs=session.client("sqs", endpoint_url=endpoint_url, config=config),
             settling=lambda: paho_patches.one_wake(self._client),  # a call's acks: one wake-up of the MQTT thread
         )

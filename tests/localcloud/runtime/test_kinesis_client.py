@@ -1,8 +1,10 @@
 """localcloud/runtime/kinesis_client.py: the runtime's Kinesis client answers exactly as botocore's own parsing
-does with the same parser defaults, against the real moto server over HTTP."""
+does with the same parser defaults, and sends the PutRecords body botocore's serializer would, against the real
+moto server over HTTP."""
 
 from __future__ import annotations
 
+import json
 import uuid
 
 import boto3
@@ -60,3 +62,31 @@ def test_record_lists_are_what_botocore_parses(aws_endpoint: AwsEndpoint):
         entry["SequenceNumber"] for entry in put_ours["Records"] + put_theirs["Records"]
     ]
     assert type(read[0]["Records"][0]["Data"]) is str  # base64, as the wire and the invocation event hold it
+
+
+def sent_bodies(client) -> list[bytes]:
+    """The bodies of the client's requests, as they leave it (after signing)."""
+    bodies: list[bytes] = []
+    client.meta.events.register("before-send.kinesis.PutRecords", lambda request, **_: bodies.append(request.body))
+    return bodies
+
+
+def test_put_records_sends_the_body_botocore_serializes(aws_endpoint: AwsEndpoint):
+    session = boto3.Session(region_name=REGION, aws_access_key_id="test", aws_secret_access_key="test")
+    ours, theirs = records_client(session, aws_endpoint.url, Config()), botocore_client(aws_endpoint.url)
+    stream = f"client-{uuid.uuid4().hex[:8]}"
+    theirs.create_stream(StreamName=stream, ShardCount=2)
+    theirs.get_waiter("stream_exists").wait(StreamName=stream, WaiterConfig={"Delay": 0.2})
+    entries = [*ENTRIES, {"Data": "caf\u00e9", "PartitionKey": "k", "ExplicitHashKey": str(2**127)}]  # str data
+
+    bodies = [sent_bodies(client) for client in (ours, theirs)]
+    answers = [client.put_records(StreamName=stream, Records=entries) for client in (ours, theirs)]
+
+    assert json.loads(bodies[0][0]) == json.loads(bodies[1][0])
+    assert json.loads(bodies[0][0])["Records"][3]["Data"] == "Y2Fmw6k="  # the str's UTF-8 bytes
+    for answer in answers:
+        assert answer["FailedRecordCount"] == 0
+    assert [entry["ShardId"] for entry in answers[0]["Records"]] == [e["ShardId"] for e in answers[1]["Records"]]
+    # A call after another does not reuse its records (they are held in each call's own context).
+    ours.put_records(StreamName=stream, Records=entries[:1])
+    assert len(json.loads(bodies[0][1])["Records"]) == 1
