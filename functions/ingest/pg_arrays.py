@@ -1,7 +1,7 @@
 """The bookkeeping statement's two per-reading arrays, dumped in one pass each.
 
 psycopg dumps a list parameter item by item in Python, a few thousand instructions an item: for the two
-arrays the bookkeeping gets with one item per reading (statements.BOOKKEEPING_AFTER_COPY), that is more
+arrays the bookkeeping gets with one item per reading (statements.BOOKKEEPING_OF_DIRECT_COPY), that is more
 than the rest of the write costs the client. Wrapped in these types, they are dumped in one pass:
 - DeviceIds: text[] as a text literal, {"id1","id2"}, joined in one call. Inside double quotes only `"` and
   `\\` need escaping; device ids cannot hold them (common.telemetry.DEVICE_ID), and a list that does is

@@ -108,8 +108,8 @@ SELECT accepted FROM counts
     ).as_string()
 
 
-# After a direct COPY every reading was inserted, and the client sends their keys summed up (ingest.batch.
-# DeviceSpans): each device's span, and a reading of each of its hours, which spares the server grouping every
+# The direct way's readings are all inserted once its COPY succeeds, and the client sends their keys summed up
+# (ingest.batch.DeviceSpans): each device's span, and a reading of each of its hours, which spares the server grouping every
 # reading. The spans come sorted by device_id, and unnest gives them to the upsert in that order: no sort. Hours
 # are UTC hours whatever the session time zone (date_bin would be cheaper, but needs PostgreSQL 14). They are
 # not made distinct (DISTINCT cost more than it saves): the hour readings are one per (device, hour) but for a
@@ -118,7 +118,7 @@ SELECT accepted FROM counts
 # concurrent batches add meanwhile. The anti-join's snapshot misses no claim of the KPI job: the job locks
 # kpi_dirty_hours in a mode that conflicts with this statement's lock, which is taken before the statement's
 # snapshot, so a claim either commits before that snapshot or waits for this batch to commit.
-BOOKKEEPING_AFTER_COPY = _bookkeeping(
+BOOKKEEPING_OF_DIRECT_COPY = _bookkeeping(
     sql.SQL("""
 WITH spans (device_id, first_seen, last_seen) AS (
     SELECT * FROM unnest(%(span_devices)t::text[], %(first_seen)b::timestamptz[], %(last_seen)b::timestamptz[])
