@@ -109,15 +109,16 @@ SELECT accepted FROM counts
 
 
 # The direct way's readings are all inserted once its COPY succeeds, and the client sends their keys summed up
-# (ingest.batch.DeviceSpans): each device's span, and a reading of each of its hours, which spares the server grouping every
-# reading. The spans come sorted by device_id, and unnest gives them to the upsert in that order: no sort. Hours
-# are UTC hours whatever the session time zone (date_bin would be cheaper, but needs PostgreSQL 14). They are
-# not made distinct (DISTINCT cost more than it saves): the hour readings are one per (device, hour) but for a
-# device whose readings span an hour or more (or are not in UTC), and ON CONFLICT absorbs those repeats. A dirty hour already marked is skipped by the
-# anti-join, cheaper than ON CONFLICT's probe and insert attempt for each; ON CONFLICT stays for the marks that
-# concurrent batches add meanwhile. The anti-join's snapshot misses no claim of the KPI job: the job locks
-# kpi_dirty_hours in a mode that conflicts with this statement's lock, which is taken before the statement's
-# snapshot, so a claim either commits before that snapshot or waits for this batch to commit.
+# (ingest.batch.DeviceSpans): each device's span, and a reading of each of its hours, which spares the server
+# grouping every reading. The spans come sorted by device_id, and unnest gives them to the upsert in that order: no
+# sort. Hours are UTC hours whatever the session time zone (date_bin would be cheaper, but needs PostgreSQL 14).
+# They are not made distinct (DISTINCT cost more than it saves): the hour readings are one per (device, hour) but
+# for a device whose readings span an hour or more (or are not in UTC), and ON CONFLICT absorbs those repeats. A
+# dirty hour already marked is skipped by the anti-join, cheaper than ON CONFLICT's probe and insert attempt for
+# each; ON CONFLICT stays for the marks that concurrent batches add meanwhile. The anti-join's snapshot misses no
+# claim of the KPI job: the job locks kpi_dirty_hours in a mode that conflicts with this statement's lock, which is
+# taken before the statement's snapshot, so a claim either commits before that snapshot or waits for this batch to
+# commit.
 BOOKKEEPING_OF_DIRECT_COPY = _bookkeeping(
     sql.SQL("""
 WITH spans (device_id, first_seen, last_seen) AS (

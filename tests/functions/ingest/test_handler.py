@@ -183,7 +183,7 @@ def test_dirty_hours_are_each_hour_a_device_has_readings_in_and_a_claimed_one_is
 
 def test_dirty_hours_are_utc_hours_whatever_the_session_time_zone(ingest_db, monkeypatch):
     """In India's time zone (UTC+05:30) a local hour starts at :30 UTC; the marks are UTC hours all the same,
-    after the direct COPY and after the staging table (a batch holding a stored reading goes that way)."""
+    by the direct way's bookkeeping and by the staged way's (a batch holding a stored reading goes that way)."""
     monkeypatch.setenv("PGTZ", "Asia/Kolkata")  # libpq's session time zone, for the handler's next connection
     handler.database.reset()
     stream = Stream()
