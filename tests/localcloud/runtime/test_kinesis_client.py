@@ -33,12 +33,18 @@ def botocore_client(url: str):
     )
 
 
-def test_record_lists_are_what_botocore_parses(aws_endpoint: AwsEndpoint):
+def both_clients_and_a_stream(url: str, shards: int) -> tuple:
+    """(the runtime's records client, botocore's, a new stream of `shards` shards)."""
     session = boto3.Session(region_name=REGION, aws_access_key_id="test", aws_secret_access_key="test")
-    ours, theirs = records_client(session, aws_endpoint.url, Config()), botocore_client(aws_endpoint.url)
+    ours, theirs = records_client(session, url, Config()), botocore_client(url)
     stream = f"client-{uuid.uuid4().hex[:8]}"
-    theirs.create_stream(StreamName=stream, ShardCount=1)
+    theirs.create_stream(StreamName=stream, ShardCount=shards)
     theirs.get_waiter("stream_exists").wait(StreamName=stream, WaiterConfig={"Delay": 0.2})
+    return ours, theirs, stream
+
+
+def test_record_lists_are_what_botocore_parses(aws_endpoint: AwsEndpoint):
+    ours, theirs, stream = both_clients_and_a_stream(aws_endpoint.url, shards=1)
 
     put_ours = ours.put_records(StreamName=stream, Records=ENTRIES)
     put_theirs = theirs.put_records(StreamName=stream, Records=ENTRIES)
@@ -72,11 +78,7 @@ def sent_bodies(client) -> list[bytes]:
 
 
 def test_put_records_sends_the_body_botocore_serializes(aws_endpoint: AwsEndpoint):
-    session = boto3.Session(region_name=REGION, aws_access_key_id="test", aws_secret_access_key="test")
-    ours, theirs = records_client(session, aws_endpoint.url, Config()), botocore_client(aws_endpoint.url)
-    stream = f"client-{uuid.uuid4().hex[:8]}"
-    theirs.create_stream(StreamName=stream, ShardCount=2)
-    theirs.get_waiter("stream_exists").wait(StreamName=stream, WaiterConfig={"Delay": 0.2})
+    ours, theirs, stream = both_clients_and_a_stream(aws_endpoint.url, shards=2)
     entries = [*ENTRIES, {"Data": "caf\u00e9", "PartitionKey": "k", "ExplicitHashKey": str(2**127)}]  # str data
 
     bodies = [sent_bodies(client) for client in (ours, theirs)]
