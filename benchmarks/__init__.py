@@ -11,8 +11,11 @@ import contextlib
 import os
 from collections.abc import Iterator
 from dataclasses import asdict, dataclass
+from pathlib import Path
 
 from localcloud.servers.postgres import PostgresCluster, temporary_cluster
+
+CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
 
 
 @dataclass(frozen=True)
@@ -34,3 +37,12 @@ def private_postgres(name: str) -> Iterator[PostgresCluster]:
     os.environ.setdefault("POWERTOOLS_LOG_LEVEL", "WARNING")
     with temporary_cluster(f"iotkpi-bench-{name}-") as cluster:
         yield cluster
+
+
+def machine_cpu() -> dict[str, float]:
+    """CPU seconds of the whole machine so far, summed over its CPUs (/proc/stat's first line): busy (user, nice,
+    system, irq, softirq), idle (with iowait) and stolen (a virtual machine's CPU time the hypervisor gave to
+    others: time the machine could not use)."""
+    fields = [int(value) / CLOCK_TICKS for value in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:9]]
+    user, nice, system, idle, iowait, irq, softirq, steal = fields
+    return {"busy": user + nice + system + irq + softirq, "idle": idle + iowait, "stolen": steal}

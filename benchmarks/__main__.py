@@ -2,7 +2,9 @@
 latest figures of every benchmark as the README's table (without running anything).
 
 Each run writes `results/<module>.json` (with the time it ran) and rebuilds `results/latest.json` from every
-module's newest results, so running one benchmark updates its figures and keeps the others'."""
+module's newest results, so running one benchmark updates its figures and keeps the others'. Every benchmark's
+figures end with the share of the machine's CPU time the hypervisor took while it ran (stolen: time no process
+could use), which says how far its figures can be compared with another run's."""
 
 from __future__ import annotations
 
@@ -14,7 +16,7 @@ import sys
 import time
 from pathlib import Path
 
-from benchmarks import Figure
+from benchmarks import Figure, machine_cpu
 from localcloud.config import import_functions
 
 RESULTS = Path(__file__).parent / "results"
@@ -29,6 +31,12 @@ def machine() -> dict:
     }
 
 
+def stolen_figure(name: str, before: dict[str, float], after: dict[str, float]) -> Figure:
+    spent = {kind: after[kind] - before[kind] for kind in after}
+    share = spent["stolen"] / sum(spent.values()) * 100
+    return Figure(f"{name}: the machine's CPU time stolen while it ran", "%", round(share, 1), "the whole benchmark")
+
+
 def main(argv: list[str]) -> int:
     import_functions()  # the benchmarks import the functions' packages, as pytest's pythonpath lets the tests
     modules = sorted(p.stem for p in Path(__file__).parent.glob("bench_*.py"))
@@ -40,8 +48,10 @@ def main(argv: list[str]) -> int:
         print(f"== {name}", flush=True)
         started = time.monotonic()
         environment = dict(os.environ)
+        cpu_before = machine_cpu()
         try:
             result = importlib.import_module(f"benchmarks.{name}").run()
+            result.append(stolen_figure(name, cpu_before, machine_cpu()))
         except Exception as exc:  # one broken benchmark must not hide the others' figures
             print(f"   FAILED: {type(exc).__name__}: {exc}", flush=True)
             failed.append(name)

@@ -30,7 +30,7 @@ from pathlib import Path
 
 import psycopg
 
-from benchmarks import Figure, processes
+from benchmarks import Figure, machine_cpu, processes
 from localcloud.tools.simulator.publisher import MqttPublisher
 from tests.fixtures.local_cloud import LocalCloud
 
@@ -169,12 +169,12 @@ def latency_figures(run: Run, rate: float, seconds: int) -> list[Figure]:
 
 def throughput_figures(run: Run, cloud: LocalCloud) -> tuple[list[Figure], float]:
     prefix = f"tput-{uuid.uuid4().hex[:4]}-"
-    cpu_before, machine_before = processes.component_cpu(cloud), processes.machine_cpu()
+    cpu_before, machine_before = processes.component_cpu(cloud), machine_cpu()
     first = time.time()
     _, samples = run.publish(prefix, THROUGHPUT_READINGS, rate=None)
     published = time.time() - first
     samples += run.drain(prefix, THROUGHPUT_READINGS)
-    cpu_after, machine_after = processes.component_cpu(cloud), processes.machine_cpu()
+    cpu_after, machine_after = processes.component_cpu(cloud), machine_cpu()
     print(f"throughput: samples (s, [published,] stored, rules engine pending, ESM behind): {samples[::3]}")
     stored = run.ingested(prefix)
     elapsed = max(stored.values()) - first

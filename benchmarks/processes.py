@@ -10,11 +10,11 @@ from pathlib import Path
 
 import requests
 
+from benchmarks import CLOCK_TICKS
 from tests.fixtures.local_cloud import LocalCloud
 
 COMPONENTS = ("moto", "runtime", "mosquitto", "postgres")
 RULES_ENGINE = "rules engine (the runtime's child)"
-CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
 
 
 def children() -> dict[int, list[int]]:
@@ -73,12 +73,3 @@ def component_cpu(cloud: LocalCloud) -> dict[str, float]:
     used = {name: sum(map(cpu_seconds, pids)) for name, pids in components(cloud).items()}
     used["devices (the benchmark's publisher)"] = cpu_seconds(os.getpid())
     return used
-
-
-def machine_cpu() -> dict[str, float]:
-    """CPU seconds of the whole machine so far, summed over its CPUs (/proc/stat's first line): busy (user, nice,
-    system, irq, softirq), idle (with iowait) and stolen (a virtual machine's CPU time the hypervisor gave to
-    others: time the machine could not use)."""
-    fields = [int(value) / CLOCK_TICKS for value in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:9]]
-    user, nice, system, idle, iowait, irq, softirq, steal = fields
-    return {"busy": user + nice + system + irq + softirq, "idle": idle + iowait, "stolen": steal}
