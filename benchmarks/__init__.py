@@ -39,10 +39,23 @@ def private_postgres(name: str) -> Iterator[PostgresCluster]:
         yield cluster
 
 
-def machine_cpu() -> dict[str, float]:
+def machine_cpu() -> dict[str, float] | None:
     """CPU seconds of the whole machine so far, summed over its CPUs (/proc/stat's first line): busy (user, nice,
     system, irq, softirq), idle (with iowait) and stolen (a virtual machine's CPU time the hypervisor gave to
-    others: time the machine could not use)."""
-    fields = [int(value) / CLOCK_TICKS for value in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:9]]
+    others: time the machine could not use). None where there is no /proc/stat (not Linux)."""
+    try:
+        first_line = Path("/proc/stat").read_text().split("\n", 1)[0]
+    except OSError:
+        return None
+    fields = [int(value) / CLOCK_TICKS for value in first_line.split()[1:9]]
     user, nice, system, idle, iowait, irq, softirq, steal = fields
     return {"busy": user + nice + system + irq + softirq, "idle": idle + iowait, "stolen": steal}
+
+
+def cpu_time_shares(before: dict[str, float] | None, after: dict[str, float] | None) -> dict[str, float] | None:
+    """How the machine's CPU time went between two `machine_cpu()` readings, in % by kind; None without them."""
+    if before is None or after is None:
+        return None
+    spent = {kind: after[kind] - before[kind] for kind in after}
+    total = sum(spent.values())
+    return {kind: seconds / total * 100 for kind, seconds in spent.items()} if total else None

@@ -16,7 +16,7 @@ import sys
 import time
 from pathlib import Path
 
-from benchmarks import Figure, machine_cpu
+from benchmarks import Figure, cpu_time_shares, machine_cpu
 from localcloud.config import import_functions
 
 RESULTS = Path(__file__).parent / "results"
@@ -31,10 +31,12 @@ def machine() -> dict:
     }
 
 
-def stolen_figure(name: str, before: dict[str, float], after: dict[str, float]) -> Figure:
-    spent = {kind: after[kind] - before[kind] for kind in after}
-    share = spent["stolen"] / sum(spent.values()) * 100
-    return Figure(f"{name}: the machine's CPU time stolen while it ran", "%", round(share, 1), "the whole benchmark")
+def stolen_figures(name: str, before: dict[str, float] | None, after: dict[str, float] | None) -> list[Figure]:
+    shares = cpu_time_shares(before, after)
+    if shares is None:  # not Linux (no /proc/stat)
+        return []
+    what = f"{name}: the machine's CPU time stolen while it ran"
+    return [Figure(what, "%", round(shares["stolen"], 1), "the whole benchmark")]
 
 
 def main(argv: list[str]) -> int:
@@ -51,7 +53,7 @@ def main(argv: list[str]) -> int:
         cpu_before = machine_cpu()
         try:
             result = importlib.import_module(f"benchmarks.{name}").run()
-            result.append(stolen_figure(name, cpu_before, machine_cpu()))
+            result += stolen_figures(name, cpu_before, machine_cpu())
         except Exception as exc:  # one broken benchmark must not hide the others' figures
             print(f"   FAILED: {type(exc).__name__}: {exc}", flush=True)
             failed.append(name)

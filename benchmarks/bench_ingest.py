@@ -6,10 +6,10 @@ device registry, ingest_stats, metrics. The raw COPY writes the already-parsed r
 telemetry with the same encoders (binary COPY, the handler's jsonb dumper): the ceiling. Two raw figures:
 one COPY of all rows, and one COPY + commit per 500 rows (the same transactions the event source mapping
 imposes on the handler: each batch must be durable before it is acknowledged). Goal from the issue:
-handler >= 0.5x raw, judged against the latter; how long a COMMIT takes (the disk's flush) weighs in both, so
-the raw COPY's COMMIT time is reported beside the ratio. Also measured: the handler on a redelivery of every batch
-(all duplicates: the ON CONFLICT path) and the ingest_stats upsert's own cost. Rounds alternate and the
-best of each is kept (the machine is shared).
+handler >= 0.5x raw, judged against the latter; how long a COMMIT takes (the disk's flush) weighs in both,
+so the raw COPY's COMMIT time is reported beside the ratio. Also measured: the handler on a redelivery of
+every batch (all duplicates: the ON CONFLICT path) and the ingest_stats upsert's own cost. Rounds alternate
+and the best of each is kept (the machine is shared).
 """
 
 from __future__ import annotations

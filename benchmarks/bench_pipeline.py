@@ -30,7 +30,7 @@ from pathlib import Path
 
 import psycopg
 
-from benchmarks import Figure, machine_cpu, processes
+from benchmarks import Figure, cpu_time_shares, machine_cpu, processes
 from localcloud.tools.simulator.publisher import MqttPublisher
 from tests.fixtures.local_cloud import LocalCloud
 
@@ -202,9 +202,7 @@ def throughput_figures(run: Run, cloud: LocalCloud) -> tuple[list[Figure], float
         Figure(f"{what}: ceiling at that cost, every CPU busy", "records/s", round(ceiling), volume, goal,
                ceiling >= THROUGHPUT_GOAL),
     ]  # fmt: skip
-    machine = {kind: machine_after[kind] - machine_before[kind] for kind in machine_after}
-    for kind, seconds in machine.items():
-        share = seconds / sum(machine.values()) * 100
+    for kind, share in (cpu_time_shares(machine_before, machine_after) or {}).items():
         figures.append(Figure(f"{what}: the machine's CPU time {kind} during the run", "%", round(share, 1), volume))
     return figures, rate
 
