@@ -18,8 +18,8 @@ again, and the write being idempotent, what it may have stored (one reading at a
 
 Round trips and waits are the write's main cost after the COPY itself. The direct way: BEGIN; the bookkeeping
 in pipeline mode, so that the server runs it while the client encodes the rows for the COPY (against the
-bookkeeping after the COPY, paired batch by batch: 0.95-0.98x the time of a batch of 500 on a fast machine,
-1.00-1.03x on a slow one, where client and server compete for the CPU); the COPY in two; COMMIT.
+bookkeeping after the COPY, paired batch by batch, one-off: 0.95-0.98x the time of a batch of 500 on a fast
+machine, 1.00-1.03x on a slow one, where client and server compete for the CPU); the COPY in two; COMMIT.
 The rows are encoded for COPY once, and the encoding serves the staging table too. Partitions are created only
 when a COPY finds one missing (once a day, or for a late reading), not checked for every batch.
 """
