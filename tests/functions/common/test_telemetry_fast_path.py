@@ -1,6 +1,7 @@
 """common.telemetry's shortcuts agree with what they short-cut. Whatever record the msgspec fast path accepts,
-the checked path accepts with the same row (values and types), so the fast path can never change a verdict;
-epoch milliseconds give the datetime timedelta(milliseconds=...) gives. No I/O."""
+the checked path accepts with the same row (values and types), so the fast path can never change a verdict; a
+batch's records get the rows they get one by one; the device id's test without a regular expression is
+DEVICE_ID's; epoch milliseconds give the datetime timedelta(milliseconds=...) gives. No I/O."""
 
 from __future__ import annotations
 
@@ -8,7 +9,15 @@ import json
 from datetime import UTC, datetime, timedelta
 
 import pytest
-from common.telemetry import EPOCH, MAX_FIRMWARE_LEN, MAX_SEQ, RowParser
+from common.telemetry import (
+    DEVICE_ID,
+    DEVICE_ID_CHARACTERS,
+    EPOCH,
+    MAX_DEVICE_ID_LEN,
+    MAX_FIRMWARE_LEN,
+    MAX_SEQ,
+    RowParser,
+)
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
@@ -20,15 +29,15 @@ COMMON = {"device_id": "dev-1", "ts": "2024-06-01T11:59:00Z", "seq": 42, "rss": 
 
 def checked_or_none(raw: bytes) -> tuple | None:
     try:
-        return PARSER._checked_row(raw)
+        return PARSER.checked_row(raw)
     except ValueError:  # InvalidReading
         return None
 
 
 def assert_fast_path_agrees(raw: bytes) -> tuple | None:
-    fast = PARSER._common_row(raw)
+    fast = PARSER.common_rows([raw])[0]
     if fast is not None:
-        checked = PARSER._checked_row(raw)
+        checked = PARSER.checked_row(raw)
         assert fast == checked
         assert [type(value) for value in fast] == [type(value) for value in checked]
         assert fast[1].tzinfo is UTC
@@ -62,7 +71,7 @@ def test_the_common_record_takes_the_fast_path():
     ],
 )
 def test_records_of_another_shape_go_the_checked_way(raw):
-    assert PARSER._common_row(raw) is None
+    assert PARSER.common_rows([raw]) == [None]
 
 
 @pytest.mark.parametrize(
@@ -129,6 +138,23 @@ def test_whatever_the_fast_path_accepts_the_checked_path_accepts_identically(doc
 @given(st.binary(max_size=300))
 def test_any_bytes_the_fast_path_accepts_the_checked_path_accepts_identically(raw):
     assert_fast_path_agrees(raw)
+
+
+@settings(max_examples=100, suppress_health_check=[HealthCheck.too_slow])
+@given(st.lists(documents() | st.binary(max_size=60).map(lambda raw: raw.decode("latin-1")), max_size=12))
+def test_a_batch_gives_each_record_the_row_it_gets_alone(records):
+    """Valid and invalid records mixed (the checked way's among them): nothing carries over from one to the next."""
+    raws = [(json.dumps(record) if isinstance(record, dict) else record).encode("utf-8", "surrogatepass")
+            for record in records]  # fmt: skip
+    assert RowParser(NOW).common_rows(raws) == [RowParser(NOW).common_rows([raw])[0] for raw in raws]
+
+
+@given(st.from_regex(r"[A-Za-z0-9_.:@-]{0,130}", fullmatch=True) | st.text(max_size=6))
+@example("a\n")
+@example("é")
+def test_the_device_id_test_without_the_regular_expression_is_device_ids(device_id):
+    stripped = 0 < len(device_id) <= MAX_DEVICE_ID_LEN and not device_id.strip(DEVICE_ID_CHARACTERS)
+    assert stripped == bool(DEVICE_ID.fullmatch(device_id))
 
 
 def test_timestamps_at_the_clock_limits_take_either_path_the_same_way():

@@ -8,8 +8,10 @@ import json
 from datetime import UTC, datetime, timedelta
 
 import pytest
-from common.telemetry import DEFAULT_LIMITS, Limits
-from ingest.batch import Batch, Reject, Source
+from common.telemetry import DEFAULT_LIMITS, Limits, RowParser
+from hypothesis import given
+from hypothesis import strategies as st
+from ingest.batch import Batch, Reject, Source, classify
 from ingest.ports import BatchNotStored, WriteResult
 from ingest.service import classify_records, store_batch
 
@@ -90,6 +92,47 @@ def test_a_reading_whose_device_id_is_not_its_topics_device_is_rejected_under_th
         ("2", "device_id_mismatch", "dev-a"), ("3", "device_id_mismatch", "dev-b"),
     ]  # fmt: skip
     assert "'dev-b' is not the device of its topic (partition key 'dev-a')" in batch.rejects[0].reason
+
+
+# Records of every kind a batch's verdicts depend on: usual readings, of another device than their topic's, with
+# extra fields, an epoch-ms ts, a ts in the future, invalid JSON.
+RECORD_KINDS = [
+    lambda seq: source(seq, reading(seq)),
+    lambda seq: source(seq, reading(seq), partition_key="dev-b"),
+    lambda seq: source(seq, reading(seq, extra={"x": seq})),
+    lambda seq: source(seq, reading(seq, ts=int(NOW.timestamp() * 1000) - seq)),
+    lambda seq: source(seq, reading(seq, ts=(NOW + timedelta(days=2)).isoformat())),
+    lambda seq: source(seq, b"{not json"),
+]
+
+
+def verdicts(batch: Batch) -> tuple[list, list]:
+    """The batch's rows with the sequence numbers that carried them, and its rejects."""
+    rows = [(batch.source_of_row(i).sequence_number, row) for i, row in enumerate(batch.rows)]
+    return rows, [(r.source.sequence_number, r.code, r.reason, r.device_id) for r in batch.rejects]
+
+
+@given(st.lists(st.sampled_from(range(len(RECORD_KINDS))), max_size=8))
+def test_a_batch_gives_each_record_the_verdict_it_gets_alone(kinds):
+    """All usual readings take the batch's shortcut; one other record anywhere sends the others their own way."""
+    sources = [RECORD_KINDS[kind](seq) for seq, kind in enumerate(kinds)]
+    alone = [verdicts(classified(one)) for one in sources]
+    assert verdicts(classified(*sources)) == (
+        [r for rows, _ in alone for r in rows],
+        [r for _, rs in alone for r in rs],
+    )
+
+
+class BrokenShortcut(RowParser):
+    def common_rows(self, records):
+        raise TypeError("a defect")
+
+
+def test_a_defect_of_the_batch_shortcut_leaves_every_verdict_to_the_checked_way():
+    sources = [source(1, reading(1)), source(2, b"{not json"), source(3, reading(3))]
+    batch = classify([s.raw for s in sources], ["dev-a"] * 3, sources.__getitem__, BrokenShortcut(NOW))
+    assert verdicts(batch) == verdicts(classified(*sources))
+    assert [row[2] for row in batch.rows] == [1, 3]
 
 
 def test_a_batch_is_written_once_then_its_rejects_are_copied_to_their_queue():
