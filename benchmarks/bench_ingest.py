@@ -14,7 +14,7 @@ its own in one cluster, which goes first alternating too), so that both see the 
 whose speed changes from one second to the next (the CPU time the hypervisor steals). Each round gives a ratio;
 the figures are those of the round with the median ratio. Measured one after the other instead, each the best of
 its rounds, the ratio moved with what the machine did in between: 0.32, 0.48 and 0.59 in three runs of the same
-code in one hour (one-off), against 0.51-0.55 for the paired rounds of one run at that time.
+code in one hour (one-off), against 0.51-0.55 for the paired rounds of two runs at that time.
 Also measured: the handler on a redelivery of every batch (all duplicates: the ON CONFLICT path) and the
 ingest_stats upsert's own cost.
 """

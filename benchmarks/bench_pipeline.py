@@ -4,8 +4,11 @@ the event source mapping poller, the ingest Lambda, PostgreSQL, all started by `
 Latency: readings from 1,000 device ids, paced at a fixed rate through one QoS 1 MQTT connection; per reading,
 the wall-clock time of the publish call to the row's `telemetry.ingested_at` (same machine clock; ingested_at is
 the storing transaction's start, so it is a few ms early for a large batch). Loss: readings never stored
-within 60 s after the last publish. When p99 misses the goal at 1,000 msg/s, the same is measured at a rate
-the pipeline sustains (70% of the throughput figure, at most 1,000 msg/s).
+within 60 s after the last publish. When p99 misses the goal at 1,000 msg/s and the pipeline sustains less than
+1,000/0.7 readings/s, the same is measured at 70% of the throughput figure. Then again at 1,000 msg/s on a second
+local cloud whose ingest mapping has no batching window (0 s, AWS's default for streams; the stack's is 1 s, in
+which a shard that receives 500 readings a second gathers a batch): a reading's wait in the window is then gone,
+and what is left is what the emulation and the functions add.
 
 Throughput: N readings published unpaced; records/s from the first publish to the last row's ingested_at, the
 readings lost, and those stored before an earlier reading of their device (per-device order).
@@ -29,8 +32,10 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import psycopg
+import yaml
 
 from benchmarks import Figure, cpu_time_shares, machine_cpu, processes
+from localcloud.config import STACK_FILE
 from localcloud.tools.simulator.publisher import MqttPublisher
 from tests.fixtures.local_cloud import LocalCloud
 
@@ -138,7 +143,8 @@ def percentile(values: list[float], pct: float) -> float:
     return ordered[min(len(ordered) - 1, round(pct / 100 * (len(ordered) - 1)))]
 
 
-def latency_figures(run: Run, rate: float, seconds: int) -> list[Figure]:
+def latency_figures(run: Run, rate: float, seconds: int, setup: str = "") -> list[Figure]:
+    """`setup`: how the stack differs from infrastructure/stack.yaml, if it does (it names the figures)."""
     prefix = f"lat{int(rate)}-{uuid.uuid4().hex[:4]}-"
     readings = int(rate * seconds)
     sent, samples = run.publish(prefix, readings, rate)
@@ -151,7 +157,7 @@ def latency_figures(run: Run, rate: float, seconds: int) -> list[Figure]:
         raise RuntimeError(f"none of {readings:,} readings stored; samples while publishing {samples}, then {drained}")
     lost = readings - len(latencies)
     p99 = percentile(latencies, 99)
-    what = f"MQTT->DB latency at {rate:,.0f} msg/s from {DEVICES:,} devices"
+    what = f"MQTT->DB latency at {rate:,.0f} msg/s from {DEVICES:,} devices{setup}"
     volume = (
         f"{readings:,} readings over {published_s:.0f} s of publishing (~110 B), one QoS 1 connection; "
         f"backlog not yet stored when publishing ended: {backlog:,}; {MACHINE}"
@@ -207,21 +213,44 @@ def throughput_figures(run: Run, cloud: LocalCloud) -> tuple[list[Figure], float
     return figures, rate
 
 
+def started(cloud: LocalCloud) -> Run:
+    """`cloud` up, its functions imported, connections open and partitions created."""
+    cloud.check("up")
+    pipeline = Run(cloud)
+    warm = f"warm-{uuid.uuid4().hex[:4]}-"
+    pipeline.publish(warm, 2_000, rate=None)
+    pipeline.drain(warm, 2_000)
+    return pipeline
+
+
+def stack_without_batching_window(path: Path) -> Path:
+    """A copy of the stack at `path` whose ingest mapping has no batching window."""
+    stack = yaml.safe_load(STACK_FILE.read_text())
+    stack["functions"]["ingest"]["kinesis_trigger"]["maximum_batching_window_s"] = 0
+    path.write_text(yaml.safe_dump(stack, sort_keys=False))
+    return path
+
+
 def run() -> list[Figure]:
     state_dir = Path(tempfile.mkdtemp(prefix="iotkpi-bench-pipeline-"))
-    cloud = LocalCloud(state_dir / "state")
     try:
-        cloud.check("up")
-        pipeline = Run(cloud)
-        warm = f"warm-{uuid.uuid4().hex[:4]}-"
-        pipeline.publish(warm, 2_000, rate=None)  # functions imported, connections open, partitions created
-        pipeline.drain(warm, 2_000)
-        figures, sustained = throughput_figures(pipeline, cloud)
-        latency = latency_figures(pipeline, TARGET_RATE, LATENCY_SECONDS)
-        figures += latency
-        if not latency[1].met or not latency[3].met:
-            figures += latency_figures(pipeline, min(TARGET_RATE, round(0.7 * sustained, -1)), FALLBACK_SECONDS)
+        cloud = LocalCloud(state_dir / "state")
+        try:
+            pipeline = started(cloud)
+            figures, sustained = throughput_figures(pipeline, cloud)
+            latency = latency_figures(pipeline, TARGET_RATE, LATENCY_SECONDS)
+            figures += latency
+            fallback_rate = round(0.7 * sustained, -1)
+            if not (latency[1].met and latency[3].met) and fallback_rate < TARGET_RATE:
+                figures += latency_figures(pipeline, fallback_rate, FALLBACK_SECONDS)
+        finally:
+            cloud.teardown()
+        unbatched = LocalCloud(state_dir / "state-window-0", stack_without_batching_window(state_dir / "stack.yaml"))
+        try:
+            setup = ", ingest batching window 0 s (the stack's: 1 s)"
+            figures += latency_figures(started(unbatched), TARGET_RATE, FALLBACK_SECONDS, setup)
+        finally:
+            unbatched.teardown()
         return figures
     finally:
-        cloud.teardown()
         shutil.rmtree(state_dir, ignore_errors=True)

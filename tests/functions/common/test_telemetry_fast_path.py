@@ -10,6 +10,7 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 from common.telemetry import (
+    DEFAULT_LIMITS,
     DEVICE_ID,
     DEVICE_ID_CHARACTERS,
     EPOCH,
@@ -68,6 +69,7 @@ def test_the_common_record_takes_the_fast_path():
         b'{"device_id": "dev-1", "ts": "2024-06-01T11:59:00Z", "seq": 1, "rss": 1e400}',
         b'{"device_id": "dev-1", "ts": "2024-06-01T11:59:00Z", "seq": 1, "rss": -1, "firmware": "\\udc00"}',
         b"\xef\xbb\xbf" + json.dumps(COMMON).encode(),  # a BOM
+        json.dumps(COMMON).encode() + b" " * DEFAULT_LIMITS.max_bytes,  # oversize, however common its fields
     ],
 )
 def test_records_of_another_shape_go_the_checked_way(raw):
