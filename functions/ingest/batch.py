@@ -138,7 +138,7 @@ def classify(data: Sequence[bytes], partition_keys: Sequence[str], source_of: So
     agrees: AWS does not document which one the rule's output keeps when the device sends its own.
 
     The usual batch, every record a reading of the common shape from its topic's device, is decided in one pass
-    (RowParser.common_rows); otherwise its other records go the checked way, one by one."""
+    (RowParser.common_rows). In any other, the records that pass could not accept go the checked way, one by one."""
     try:
         rows = parser.common_rows(data)  # None where a record needs the checked way
     except Exception:  # a defect of the shortcut must not block the shard: the checked way decides every record
