@@ -114,7 +114,7 @@ def verdicts(batch: Batch) -> tuple[list, list]:
 
 @given(st.lists(st.sampled_from(range(len(RECORD_KINDS))), max_size=8))
 def test_a_batch_gives_each_record_the_verdict_it_gets_alone(kinds):
-    """All usual readings take the batch's shortcut; one other record anywhere sends the others their own way."""
+    """A batch of usual readings only takes the shortcut; among other records, each still gets its own verdict."""
     sources = [RECORD_KINDS[kind](seq) for seq, kind in enumerate(kinds)]
     alone = [verdicts(classified(one)) for one in sources]
     assert verdicts(classified(*sources)) == (
