@@ -8,6 +8,7 @@ a reading the database refuses.
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
@@ -15,6 +16,8 @@ from operator import itemgetter
 from typing import NamedTuple
 
 from common.telemetry import InvalidReading, RowParser
+
+logger = logging.getLogger("ingest")
 
 DEVICE_ID, TS = 0, 1  # positions in a reading row
 _DEVICE_OF_ROW = itemgetter(DEVICE_ID)
@@ -142,6 +145,7 @@ def classify(data: Sequence[bytes], partition_keys: Sequence[str], source_of: So
     try:
         rows = parser.common_rows(data)  # None where a record needs the checked way
     except Exception:  # a defect of the shortcut must not block the shard: the checked way decides every record
+        logger.exception("the batch's shortcut failed (a defect): every record goes the checked way")
         rows = [None] * len(data)
     if None not in rows and list(map(_DEVICE_OF_ROW, rows)) == list(partition_keys):
         return Batch(source_of, rows, list(range(len(rows))))  # the usual batch: every record a reading of its device

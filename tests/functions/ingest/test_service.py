@@ -128,11 +128,12 @@ class BrokenShortcut(RowParser):
         raise TypeError("a defect")
 
 
-def test_a_defect_of_the_batch_shortcut_leaves_every_verdict_to_the_checked_way():
+def test_a_defect_of_the_batch_shortcut_leaves_every_verdict_to_the_checked_way_and_is_logged(caplog):
     sources = [source(1, reading(1)), source(2, b"{not json"), source(3, reading(3))]
     batch = classify([s.raw for s in sources], ["dev-a"] * 3, sources.__getitem__, BrokenShortcut(NOW))
     assert verdicts(batch) == verdicts(classified(*sources))
     assert [row[2] for row in batch.rows] == [1, 3]
+    assert [(r.name, r.levelname, r.exc_info[1].args) for r in caplog.records] == [("ingest", "ERROR", ("a defect",))]
 
 
 def test_a_batch_is_written_once_then_its_rejects_are_copied_to_their_queue():
